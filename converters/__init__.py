@@ -1,0 +1,1 @@
+"""Weight converters: Keras HDF5 and torchvision state dicts <-> Flax checkpoints."""

@@ -1,0 +1,1 @@
+"""Representation analysis: CCA family kernels, similarity, figures."""

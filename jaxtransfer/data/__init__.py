@@ -1,0 +1,1 @@
+"""Datasets: raw downloads of the seven targets, splits, loading."""

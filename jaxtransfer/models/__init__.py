@@ -1,0 +1,1 @@
+"""Flax NNX models: the Keras-layout ResNet50 and its torchvision variant."""
