@@ -9,10 +9,12 @@ random_state=2)` and an inner `StratifiedKFold(5)`, again keeping the last split
 (val = inner fold 5, test = the rest). v1 kept the whole held-out part as "val".
 
 Regenerated folds match the paper's only when the example order and sklearn's
-tie-breaking match: with the paper's own example order (recoverable from its fold
-CSVs for breast and isic) the stratified folds are reproduced exactly, while
-`GroupKFold` breaks ties between equal-sized groups differently since sklearn 0.23.
-For the paper's exact folds, import its CSVs with `read_paper_folds`.
+tie-breaking match. Given the paper's own example order (recoverable from its fold
+CSVs for breast and isic, and for pcam-small from a listing of 286452 PNGs) the
+stratified folds are reproduced exactly with current sklearn. The grouped folds are
+not: sklearn 0.23 ordered equal-sized groups with an unstable argsort, current
+sklearn with a stable one. For the paper's exact folds, import its CSVs with
+`read_paper_folds`.
 """
 
 from __future__ import annotations
