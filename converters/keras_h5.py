@@ -1,0 +1,170 @@
+"""Keras HDF5 ResNet50 weights -> a jaxtransfer checkpoint.
+
+Reads the three layouts users meet: the weights-only ImageNet ``..._notop.h5``, a
+full-model file with ``model_weights`` and ``model_config`` (how
+``RadImageNet-ResNet50_notop.h5`` is distributed) and a fine-tuned model whose
+ResNet50 is a nested sub-model next to a Dense head (how the study saves its
+models). Layers are matched by the ResNet50 topology, every array shape-checked.
+
+Usage:
+  python -m converters.keras_h5 --input FILE.h5 --output DIR [--keep_top]
+"""
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+from flax import nnx
+
+from converters import keras_layout
+from jaxtransfer.models import pretrained, resnet
+
+IMAGENET_CLASSES = 1000
+
+
+def _head_config(model_config: dict | None, dense_name: str) -> tuple[float, str]:
+    """Dropout rate before the head and the head's activation, from model_config."""
+    dropout, activation = 0.0, "softmax"
+    if not model_config:
+        return dropout, activation
+    for layer in model_config.get("config", {}).get("layers", []):
+        config = layer.get("config", {})
+        if layer.get("class_name") == "Dropout":
+            dropout = float(config.get("rate", 0.0))
+        if layer.get("class_name") == "Dense" and config.get("name") == dense_name:
+            activation = config.get("activation", activation)
+    return dropout, activation
+
+
+def _check_shapes(expected_name: str, file_layer, variables) -> None:
+    if len(file_layer.arrays) != len(variables):
+        raise keras_layout.KerasFileError(
+            f"layer {expected_name}: expected {len(variables)} arrays, found "
+            f"{file_layer.describe()}"
+        )
+    for variable, array in zip(variables, file_layer.arrays):
+        if tuple(array.shape) != tuple(variable.get_value().shape):
+            raise keras_layout.KerasFileError(
+                f"shape mismatch at layer {expected_name}: ResNet50 expects "
+                f"{tuple(variable.get_value().shape)}, {file_layer.describe()}"
+            )
+
+
+def _assign(variables, arrays) -> None:
+    for variable, array in zip(variables, arrays):
+        variable.set_value(np.asarray(array, dtype=np.float32))
+
+
+def convert(
+    path: str | os.PathLike, keep_top: bool = False
+) -> tuple[resnet.ResNet, dict]:
+    """Loads a Keras HDF5 ResNet50 into a Flax model.
+
+    Args:
+      path: the HDF5 file, in any of the three layouts.
+      keep_top: keep a 1000-class ImageNet top as the head (dropped by default).
+
+    Returns:
+      ``(model, metadata)``; the model has a head when the file had one.
+    """
+    kfile = keras_layout.read(path)
+    template = keras_layout.backbone_layers(resnet.ResNet50(rngs=nnx.Rngs(0)))
+    backbone = kfile.layers[: len(template)]
+    rest = kfile.layers[len(template) :]
+    if len(backbone) < len(template) or len(rest) > 1:
+        raise keras_layout.KerasFileError(
+            f"{path} is not a Keras ResNet50: it has {len(kfile.layers)} weighted "
+            f"layers, where ResNet50 has {len(template)} plus at most one Dense head"
+        )
+    for (name, kind, _), file_layer in zip(template, backbone):
+        if file_layer.kind != kind:
+            raise keras_layout.KerasFileError(
+                f"{path} is not a Keras ResNet50: layer {name} should be a {kind}, "
+                f"found {file_layer.describe()}"
+            )
+    if rest and rest[0].kind != "dense":
+        raise keras_layout.KerasFileError(
+            f"{path}: after the ResNet50 backbone expected a Dense head, found "
+            f"{rest[0].describe()}"
+        )
+    for (name, _, module), file_layer in zip(template, backbone):
+        _check_shapes(name, file_layer, keras_layout.module_variables(module))
+
+    head = rest[0] if rest else None
+    notes = []
+    num_classes, dropout, activation = None, 0.0, None
+    if head is not None:
+        kernel = head.arrays[0]
+        if kernel.shape[0] != 2048:
+            raise keras_layout.KerasFileError(
+                f"shape mismatch at the head: expected (2048, classes), "
+                f"{head.describe()}"
+            )
+        nested = any(layer.nested_in for layer in backbone)
+        if not nested and kernel.shape[1] == IMAGENET_CLASSES and not keep_top:
+            notes.append(
+                f"the file holds a {IMAGENET_CLASSES}-class top ('{head.name}'); it "
+                "was dropped and the base loaded (pass --keep_top to keep it)"
+            )
+            head = None
+        else:
+            num_classes = int(kernel.shape[1])
+            dropout, activation = _head_config(kfile.model_config, head.name)
+            if not nested:
+                dropout = 0.0  # include_top=True: GAP -> Dense, no dropout.
+
+    model = resnet.ResNet50(
+        num_classes=num_classes, head_dropout=dropout, rngs=nnx.Rngs(0)
+    )
+    for (_, _, module), file_layer in zip(
+        keras_layout.backbone_layers(model), backbone
+    ):
+        _assign(keras_layout.module_variables(module), file_layer.arrays)
+    if head is not None:
+        _check_shapes("head", head, keras_layout.module_variables(model.head))
+        _assign(keras_layout.module_variables(model.head), head.arrays)
+
+    metadata = pretrained.make_metadata(
+        model,
+        source_file=os.path.basename(str(path)),
+        source_sha256=pretrained.sha256_of(path),
+        source_format="keras_h5",
+        source_layout=kfile.layout,
+        source_keras_version=kfile.keras_version,
+        head_activation=activation,
+        notes=notes,
+    )
+    return model, metadata
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--input", required=True, help="Keras .h5 file")
+    parser.add_argument("--output", required=True, help="checkpoint directory")
+    parser.add_argument("--keep_top", action="store_true")
+    parser.add_argument("--overwrite", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if Path(args.output).exists() and not args.overwrite:
+        sys.exit(f"error: {args.output} already exists (use --overwrite)")
+    try:
+        model, metadata = convert(args.input, keep_top=args.keep_top)
+        pretrained.save(model, metadata, args.output, overwrite=args.overwrite)
+    except (OSError, ValueError) as e:
+        sys.exit(f"error: {e}")
+    for note in metadata["notes"]:
+        logging.warning("note: %s", note)
+    logging.info(
+        "converted %s (%s layout) -> %s",
+        args.input,
+        metadata["source_layout"],
+        args.output,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    main()

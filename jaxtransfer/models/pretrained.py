@@ -1,0 +1,144 @@
+"""Converted checkpoints: an orbax state directory plus ``metadata.json``.
+
+A converted checkpoint directory holds
+
+- ``state/``: the model's parameters and BatchNorm statistics (orbax, pure dict),
+- ``metadata.json``: how to rebuild and feed the model (variant, preprocessing,
+  head) and where the weights came from (source file and its sha256).
+
+Directories are written atomically: everything goes to a hidden sibling first and
+is renamed into place at the end, so a failed or killed conversion leaves nothing
+that looks like a checkpoint.
+"""
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+from flax import nnx
+
+from jaxtransfer.models import resnet
+
+FORMAT_VERSION = 1
+METADATA_FILE = "metadata.json"
+STATE_DIR = "state"
+PREPROCESSING = {"keras": "caffe", "torchvision": "torch"}
+
+
+def model_state(model: nnx.Module) -> dict:
+    """Parameters and BatchNorm statistics of ``model`` as a nested dict of arrays."""
+    return nnx.to_pure_dict(nnx.state(model, (nnx.Param, nnx.BatchStat)))
+
+
+def make_metadata(model: resnet.ResNet, **fields: Any) -> dict:
+    """Metadata describing ``model``; ``fields`` add provenance (source, sha256...)."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "variant": model.variant,
+        "preprocessing": PREPROCESSING[model.variant],
+        "stage_sizes": list(model.stage_sizes),
+        "width": model.conv1_conv.out_features,
+        "num_classes": model.num_classes,
+        "head_dropout": model.dropout.rate if model.dropout is not None else 0.0,
+        "taps": list(model.study_taps),
+        **fields,
+    }
+
+
+def build_model(metadata: dict, rngs: nnx.Rngs | None = None) -> resnet.ResNet:
+    """A freshly initialised model with the architecture that ``metadata`` names."""
+    return resnet.ResNet(
+        num_classes=metadata["num_classes"],
+        head_dropout=metadata["head_dropout"],
+        variant=metadata["variant"],
+        stage_sizes=metadata["stage_sizes"],
+        width=metadata["width"],
+        rngs=rngs or nnx.Rngs(0),
+    )
+
+
+def sha256_of(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def atomic_directory(
+    path: str | os.PathLike, overwrite: bool = False
+) -> Iterator[Path]:
+    """Yields a scratch directory that becomes ``path`` only if the block succeeds."""
+    path = Path(path).absolute()
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"output directory {path} already exists")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
+    try:
+        yield scratch
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(scratch, path)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def save(
+    model: resnet.ResNet,
+    metadata: dict,
+    directory: str | os.PathLike,
+    overwrite: bool = False,
+) -> Path:
+    """Writes ``model``'s state and ``metadata`` to ``directory`` atomically."""
+    with atomic_directory(directory, overwrite=overwrite) as scratch:
+        checkpointer = ocp.StandardCheckpointer()
+        checkpointer.save(scratch / STATE_DIR, model_state(model))
+        checkpointer.wait_until_finished()
+        checkpointer.close()
+        (scratch / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+    return Path(directory)
+
+
+def read_metadata(directory: str | os.PathLike) -> dict:
+    """The metadata of a converted checkpoint, with a clear error if it is not one."""
+    directory = Path(directory)
+    meta_path = directory / METADATA_FILE
+    if not meta_path.is_file() or not (directory / STATE_DIR).is_dir():
+        raise FileNotFoundError(
+            f"{directory} is not a jaxtransfer checkpoint: expected {METADATA_FILE} "
+            f"and {STATE_DIR}/ inside (made by `python -m converters.keras_h5` or "
+            "`python -m converters.torch_pth`)"
+        )
+    metadata = json.loads(meta_path.read_text())
+    if metadata.get("format_version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{meta_path}: format_version {metadata.get('format_version')!r}, "
+            f"this jaxtransfer reads {FORMAT_VERSION}"
+        )
+    return metadata
+
+
+def load(
+    directory: str | os.PathLike, rngs: nnx.Rngs | None = None
+) -> tuple[resnet.ResNet, dict]:
+    """Rebuilds the model of a converted checkpoint and restores its weights."""
+    metadata = read_metadata(directory)
+    model = build_model(metadata, rngs)
+    target = jax.tree.map(ocp.utils.to_shape_dtype_struct, model_state(model))
+    checkpointer = ocp.StandardCheckpointer()
+    restored = checkpointer.restore(Path(directory).absolute() / STATE_DIR, target)
+    checkpointer.close()
+    state = nnx.state(model, (nnx.Param, nnx.BatchStat))
+    nnx.replace_by_pure_dict(state, restored)
+    nnx.update(model, state)
+    return model, metadata

@@ -1,0 +1,78 @@
+"""Keras 3 (JAX backend) as the oracle: ResNet50s with random weights, saved by Keras.
+
+Every HDF5 file the converter tests read is written by Keras itself, through its
+own legacy HDF5 writers, in the layouts users download.
+"""
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+import h5py  # noqa: E402
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from keras.src.legacy.saving import legacy_h5_format  # noqa: E402
+
+from jaxtransfer.models.resnet import STUDY_TAPS  # noqa: E402
+
+
+def randomize(model: keras.Model, seed: int) -> keras.Model:
+    """Non-trivial weights everywhere: biases, BN affine and moving statistics."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            c = layer.gamma.shape[0]
+            layer.set_weights(
+                [
+                    rng.uniform(0.7, 1.3, c),
+                    rng.normal(0, 0.1, c),
+                    rng.normal(0, 0.2, c),
+                    rng.uniform(0.5, 1.5, c),
+                ]
+            )
+        elif layer.weights:
+            kernel, bias = layer.get_weights()
+            layer.set_weights([kernel, rng.normal(0, 0.05, bias.shape)])
+    return model
+
+
+def resnet50(seed: int = 0, **kwargs) -> keras.Model:
+    """``keras.applications.ResNet50`` without weights, randomized; any input size."""
+    kwargs.setdefault("include_top", False)
+    kwargs.setdefault("pooling", "avg")
+    if not kwargs["include_top"]:
+        kwargs.setdefault("input_shape", (None, None, 3))
+    model = keras.applications.ResNet50(weights=None, **kwargs)
+    return randomize(model, seed)
+
+
+def fine_tuned(base: keras.Model, num_classes: int, seed: int = 1) -> keras.Model:
+    """The study's fine-tuned model: the base nested, then Dropout(0.5) + Dense."""
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Dropout(0.5)(base(inputs))
+    outputs = keras.layers.Dense(num_classes, activation="softmax")(x)
+    model = keras.Model(inputs, outputs)
+    rng = np.random.default_rng(seed)
+    dense = model.layers[-1]
+    kernel, bias = dense.get_weights()
+    dense.set_weights([kernel, rng.normal(0, 0.1, bias.shape)])
+    return model
+
+
+def save_weights_only(model: keras.Model, path) -> None:
+    """Keras's own weights-only HDF5 writer (the layout of ``..._notop.h5``)."""
+    with h5py.File(path, "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, model)
+
+
+def save_full(model: keras.Model, path) -> None:
+    """Keras's full-model HDF5 (``model_weights`` + ``model_config``)."""
+    model.save(path)
+
+
+def taps(model: keras.Model, images: np.ndarray) -> dict[str, np.ndarray]:
+    """The study's taps and the pooled features of a (non-nested) Keras ResNet50."""
+    outputs = [model.get_layer(name).output for name in STUDY_TAPS]
+    probe = keras.Model(model.inputs, outputs + [model.get_layer("avg_pool").output])
+    values = probe.predict(images, verbose=0)
+    return dict(zip((*STUDY_TAPS, "pooled"), values))
