@@ -122,8 +122,8 @@ class Bottleneck(nnx.Module):
         self.conv3 = conv(filters, out_features, 1, 1, 0)
         self.bn3 = norm(out_features)
 
-    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        frozen = not train
+    def __call__(self, x: jax.Array, bn_train: bool) -> jax.Array:
+        frozen = not bn_train
         shortcut = x
         if self.conv0 is not None:
             shortcut = self.bn0(self.conv0(x), use_running_average=frozen)
@@ -225,20 +225,27 @@ class ResNet(nnx.Module):
         x: jax.Array,
         *,
         train: bool = False,
+        bn_train: bool | None = None,
+        dropout_rng: jax.Array | None = None,
         taps: Sequence[str] | None = None,
     ) -> tuple[jax.Array | None, dict[str, jax.Array]]:
         """Runs the network on preprocessed NHWC images.
 
         Args:
           x: (batch, height, width, 3) preprocessed images.
-          train: BatchNorm on batch statistics (updating its moving averages) and
-            dropout active; otherwise inference mode.
+          train: dropout active (needs ``dropout_rng``) and, unless ``bn_train``
+            says otherwise, BatchNorm on batch statistics, updating its moving
+            averages. Otherwise inference mode.
+          bn_train: BatchNorm mode on its own: False keeps a frozen backbone's
+            BatchNorm in inference mode while the head trains.
+          dropout_rng: key for the head's dropout mask.
           taps: names to return in ``acts`` (any of ``all_taps``); defaults to the
             study's five taps plus ``pooled``.
 
         Returns:
           ``(logits, acts)``: logits (batch, num_classes) or None without a head.
         """
+        bn_train = train if bn_train is None else bn_train
         taps = (*self.study_taps, "pooled") if taps is None else tuple(taps)
         unknown = sorted(set(taps) - set(self.all_taps))
         if unknown:
@@ -246,19 +253,23 @@ class ResNet(nnx.Module):
         acts = {}
         # Keras conv1_pad; torchvision's padding=3 on conv1 is the same.
         x = _pad(x, 3)
-        x = nnx.relu(self.conv1_bn(self.conv1_conv(x), use_running_average=not train))
+        x = nnx.relu(
+            self.conv1_bn(self.conv1_conv(x), use_running_average=not bn_train)
+        )
         acts["conv1_relu"] = x
         # Zero padding equals -inf padding here: the input is post-ReLU.
         x = nnx.max_pool(_pad(x, 1), (3, 3), strides=(2, 2), padding="VALID")
         for name, block in self.blocks():
-            x = block(x, train)
+            x = block(x, bn_train)
             acts[f"{name}_out"] = x
         acts["pooled"] = x.mean(axis=(1, 2))
         logits = None
         if self.head is not None:
             features = acts["pooled"]
             if self.dropout is not None:
-                features = self.dropout(features, deterministic=not train)
+                features = self.dropout(
+                    features, deterministic=not train, rngs=dropout_rng
+                )
             logits = self.head(features)
         return logits, {name: acts[name] for name in taps}
 

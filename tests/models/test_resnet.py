@@ -56,10 +56,14 @@ def test_head_dropout_only_in_training():
     eval_a, _ = model(x)
     eval_b, _ = model(x)
     np.testing.assert_array_equal(eval_a, eval_b)
-    train_a, _ = model(x, train=True)
-    train_b, _ = model(x, train=True)
+    train_a, _ = model(x, train=True, bn_train=False, dropout_rng=jax.random.key(0))
+    train_b, _ = model(x, train=True, bn_train=False, dropout_rng=jax.random.key(1))
+    again, _ = model(x, train=True, bn_train=False, dropout_rng=jax.random.key(1))
     assert eval_a.shape == (4, 3)
-    assert not np.allclose(train_a, train_b)  # fresh dropout masks
+    assert not np.allclose(train_a, train_b)  # masks follow the key
+    np.testing.assert_array_equal(train_b, again)
+    # Inverted dropout keeps the expectation: half the features, doubled.
+    assert np.abs(train_a - eval_a).max() > 1e-3
 
 
 def test_training_mode_updates_batchnorm_statistics_with_keras_momentum():
@@ -69,7 +73,7 @@ def test_training_mode_updates_batchnorm_statistics_with_keras_momentum():
     model(x)  # inference: statistics untouched
     np.testing.assert_array_equal(model.conv1_bn.mean.get_value(), before)
     features = model.conv1_conv(jnp.pad(x, ((0, 0), (3, 3), (3, 3), (0, 0))))
-    model(x, train=True)
+    model(x, bn_train=True)
     expected = 0.99 * before + 0.01 * np.asarray(features.mean(axis=(0, 1, 2)))
     np.testing.assert_allclose(
         model.conv1_bn.mean.get_value(), expected, rtol=1e-5, atol=1e-6
