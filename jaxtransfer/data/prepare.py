@@ -1,0 +1,137 @@
+"""Prepare a target from its raw download: `python -m jaxtransfer.data.prepare`.
+
+    python -m jaxtransfer.data.prepare --dataset knee --manual_dir RAW \\
+        --data_dir OUT [--size 112] [--paper_folds DIR]
+    python -m jaxtransfer.data.prepare --dataset byo --manual_dir RAW \\
+        --data_dir OUT [--csv FILE]
+
+RAW is the data root holding the target's folder in its download layout (the
+builder's MANUAL_DOWNLOAD_INSTRUCTIONS say which); a mismatch stops with the
+reader's message naming the expected layout. The prepared dataset lands in
+`OUT/<dataset>/<config>/1.0.0` (array_record, readable by
+`tfds.builder_from_directory`); preparing again reuses it. A summary follows:
+class counts per fold and the files dropped, left out or truncated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from jaxtransfer.data import builders, sources, splits
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command-line flags."""
+    parser = argparse.ArgumentParser(
+        prog="python -m jaxtransfer.data.prepare", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--dataset", required=True, help=", ".join(builders.BUILDERS))
+    parser.add_argument("--manual_dir", required=True, help="the raw data root")
+    parser.add_argument("--data_dir", required=True, help="where prepared data go")
+    parser.add_argument(
+        "--size", type=int, default=None, help="image side (default: the CCA size)"
+    )
+    parser.add_argument(
+        "--paper_folds", default=None, help="the paper's fold CSVs of this target"
+    )
+    parser.add_argument("--csv", default=None, help="byo: a path,class[,group] CSV")
+    parser.add_argument(
+        "--sample_size",
+        type=int,
+        default=-1,
+        help="pcam: -1 the paper's sample, 0 every patch, n a sample of n",
+    )
+    parser.add_argument("--workers", type=int, default=None, help="decoding threads")
+    parser.add_argument("--no_progress", action="store_true", help="no progress bar")
+    return parser.parse_args(argv)
+
+
+def summary(builder) -> str:
+    """Class counts per fold and the notes of a prepared builder, as text."""
+    metadata = builder.info.metadata or {}
+    counts = metadata.get("class_counts", {})
+    names = list(metadata.get("class_names", builder.info.features["label"].names))
+    lines = [
+        f"{builder.name} {builder.builder_config.name}: "
+        f"{sum(s.num_examples for s in builder.info.splits.values())} examples, "
+        f"classes {', '.join(names)}; folds: {metadata.get('fold_source', '?')}",
+        f"  {'split':<12}" + "".join(f"{n:>11}" for n in names) + f"{'total':>8}",
+    ]
+    for k in range(1, splits.NUM_FOLDS + 1):
+        parts = {
+            "train": [
+                s
+                for s in builders.stored_split_names()
+                if not s.startswith(f"fold{k}_")
+            ],
+            "val": [f"fold{k}_val"],
+            "test": [f"fold{k}_test"],
+        }
+        for part, stored in parts.items():
+            row = [sum(counts.get(s, {}).get(n, 0) for s in stored) for n in names]
+            lines.append(
+                f"  fold{k}_{part:<7}"
+                + "".join(f"{c:>11}" for c in row)
+                + f"{sum(row):>8}"
+            )
+    notes = list(metadata.get("reader_notes", []))
+    truncated = list(metadata.get("truncated", []))
+    lines.append(f"  skipped/dropped: {len(notes) and '; '.join(notes) or 'none'}")
+    shown = f" (e.g. {', '.join(truncated[:3])})" if truncated else ""
+    lines.append(
+        f"  truncated images (decoded as far as they go): {len(truncated)}{shown}"
+    )
+    lines.append(f"  prepared in {builder.data_dir}")
+    return "\n".join(lines)
+
+
+def prepare(args: argparse.Namespace):
+    """Prepare (or reuse) the dataset the flags describe; returns its builder."""
+    import tensorflow_datasets as tfds
+
+    manual_dir = Path(args.manual_dir)
+    if not manual_dir.is_dir():
+        raise sources.LayoutError(f"--manual_dir {manual_dir} is not a folder.")
+    name = builders.dataset_name(args.dataset)
+    if args.csv is not None and name != "byo":
+        raise ValueError("--csv is for --dataset byo only.")
+    builder = builders.make_builder(
+        name,
+        args.data_dir,
+        args.size,
+        paper_folds_dir=args.paper_folds,
+        sample_size=args.sample_size,
+        manual_dir=manual_dir if name == "byo" else None,
+        csv_file=args.csv,
+        workers=args.workers,
+        show_progress=not args.no_progress,
+    )
+    if builder.is_prepared():
+        print(f"Reusing the prepared dataset in {builder.data_dir}")
+        return builder
+    tfds.disable_progress_bar()  # our own bar counts decoded images
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir))
+    )
+    return builder
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; returns the exit status."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    args = parse_args(argv)
+    try:
+        builder = prepare(args)
+    except (sources.LayoutError, splits.FoldCheckError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(summary(builder))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
