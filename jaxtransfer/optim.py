@@ -29,8 +29,10 @@ def keras_adam(
     """Adam with Keras's defaults and epsilon placement."""
 
     def init(params):
-        zeros = jax.tree.map(jnp.zeros_like, params)
-        return KerasAdamState(jnp.zeros([], jnp.int32), zeros, zeros)
+        # Two separate trees: train steps donate the state, buffer by buffer.
+        mu = jax.tree.map(jnp.zeros_like, params)
+        nu = jax.tree.map(jnp.zeros_like, params)
+        return KerasAdamState(jnp.zeros([], jnp.int32), mu, nu)
 
     def update(grads, state, params=None):
         del params

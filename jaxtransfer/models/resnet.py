@@ -198,9 +198,8 @@ class ResNet(nnx.Module):
         if num_classes is None:
             self.dropout = self.head = None
         else:
-            self.dropout = (
-                nnx.Dropout(head_dropout, rngs=rngs) if head_dropout else None
-            )
+            # No rng stream inside the model: steps pass a dropout key explicitly.
+            self.dropout = nnx.Dropout(head_dropout) if head_dropout else None
             self.head = nnx.Linear(
                 features, num_classes, kernel_init=_KERAS_INIT, dtype=dtype, rngs=rngs
             )
