@@ -170,6 +170,14 @@ def make_byo_folds(examples: Sequence[sources.Example]) -> list[splits.Fold]:
             f"Classes with fewer than {splits.NUM_FOLDS} examples {small}: the "
             "stratified fold procedure puts some of each class in every fold."
         )
+    largest = max(counts.values())
+    needed = splits.NUM_FOLDS * splits.STRATIFIED_INNER_SPLITS
+    if largest < needed:
+        raise sources.LayoutError(
+            f"The largest class has {largest} examples; the stratified fold "
+            f"procedure needs one with at least {needed} (each of 5 held-out parts "
+            "is split again into 5)."
+        )
     folds = splits.make_folds(labels)
     splits.check_folds(folds, len(examples), labels=labels)
     return folds
