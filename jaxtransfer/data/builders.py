@@ -597,8 +597,8 @@ class Byo(TargetBuilder):
         return byo.make_byo_folds(examples)
 
     def source_description(self, data_root: Path) -> str:
-        kind = f"CSV {self._csv_file.name}" if self._csv_file else "class folders"
-        return f"byo {kind} in {data_root.resolve().name}/"
+        kind = f"CSV {self._csv_file.resolve()}" if self._csv_file else "class folders"
+        return f"byo {kind} in {data_root.resolve()}/"
 
 
 BUILDERS: dict[str, type[TargetBuilder]] = {

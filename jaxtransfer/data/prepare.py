@@ -111,6 +111,14 @@ def prepare(args: argparse.Namespace):
         show_progress=not args.no_progress,
     )
     if builder.is_prepared():
+        recorded = (builder.info.metadata or {}).get("source")
+        wanted = builder.source_description(manual_dir)
+        if name == "byo" and recorded != wanted:
+            # Every BYO target prepares into <data_dir>/byo/<config>/.
+            raise ValueError(
+                f"{builder.data_dir} already holds a BYO target prepared from "
+                f"{recorded}, not {wanted}; use another --data_dir."
+            )
         print(f"Reusing the prepared dataset in {builder.data_dir}")
         return builder
     tfds.disable_progress_bar()  # our own bar counts decoded images

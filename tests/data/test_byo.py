@@ -81,6 +81,23 @@ def test_folder_tree_reads_and_prepares(tmp_path, capsys):
             )
     arrays = loader.load_split(read, "fold3_train")
     assert sorted(arrays.indices) == sorted(folds[2].train)
+    # Another BYO target into the same data_dir is refused, not silently reused.
+    other = tmp_path / "other"
+    _write_tree(other, seed=1)
+    assert (
+        _run(
+            "--dataset",
+            "byo",
+            "--manual_dir",
+            other,
+            "--data_dir",
+            tmp_path / "out",
+            "--size",
+            24,
+        )
+        == 2
+    )
+    assert "use another --data_dir" in capsys.readouterr().err
 
 
 def test_csv_with_groups_gives_grouped_folds(tmp_path):
