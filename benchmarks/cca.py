@@ -1,0 +1,299 @@
+"""Batched mean-CCA kernel against the float64 NumPy svcca reference, same run.
+
+Workloads:
+- `paper`: the study's 1750 CCAs (14 pairs x 5 folds x 5 layers x 5 repetitions), each
+  64 channels x 10000 datapoints per side, every pair with its own sample. The kernel
+  runs on chunks of `--chunk` pairs; the reference is timed on `--reference-count`
+  pairs and extrapolated to 1750 (the output says so).
+- `full_width`: a few CCAs of 2048 channels x 10000 datapoints (all of block4).
+- `paper_shared_sample` (with `--shared-sample`): one sample per (fold, layer,
+  repetition) shared by the 8 networks of a target, so one (N, 8 x 64) Gram product
+  serves all 14 pairs. This is not the paper's sampling; it is reported as an option.
+
+Every measurement is one JSON object per line with keys impl, workload, count,
+seconds, per_cca_ms, device, and speedup where it applies. Run:
+
+    .venv/bin/python benchmarks/cca.py            # full run (a few minutes)
+    .venv/bin/python benchmarks/cca.py --quick    # small smoke run
+"""
+
+import os
+
+# jaxlib 0.10.2 on small CPUs can deadlock in programs mixing matmuls with eigh/svd.
+_FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
+if _FLAG not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _FLAG).strip()
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import time  # noqa: E402
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from jaxtransfer.analysis import cca  # noqa: E402
+
+PAPER_NUM_CCAS = 14 * 5 * 5 * 5
+# The 14 pairs of one target (PROTOCOL.md section 7) over 8 networks: 0 ImageNet,
+# 1 RadImageNet, 2 and 3 two random inits, 4 T-ImageNet-freezeFalse,
+# 5 T-ImageNet-freezeTrue, 6 T-RadImageNet-freezeFalse, 7 T-RadImageNet-freezeTrue.
+PAPER_PAIRS = (
+    (0, 1), (0, 2), (1, 2), (2, 3), (4, 0), (4, 5), (4, 6),
+    (4, 2), (5, 0), (5, 7), (6, 1), (6, 7), (6, 2), (7, 1),
+)  # fmt: skip
+NUM_NETWORKS = 8
+
+
+def _emit(**record):
+    print(json.dumps(record), flush=True)
+
+
+def _device():
+    device = jax.devices()[0]
+    return f"{device.platform}:{device.device_kind} ({os.cpu_count()} cores)"
+
+
+def _relu_activations(rng, leading, num_points, num_channels, latent):
+    """ReLU 'activations' that share `latent` factors, with a few dead channels."""
+    mixing = rng.standard_normal((*leading, latent.shape[-1], num_channels))
+    mixing = mixing.astype(np.float32)
+    noise = rng.standard_normal((*leading, num_points, num_channels), np.float32)
+    bias = rng.standard_normal((*leading, 1, num_channels)).astype(np.float32)
+    acts = np.maximum(latent @ mixing + noise + 0.5 * bias, 0)
+    acts[..., :, :2] = 0  # dead channels, dropped by the svcca rule
+    return acts
+
+
+def _pairs(rng, count, num_points, num_channels):
+    latent = rng.standard_normal((count, num_points, 8), np.float32)
+    x = _relu_activations(rng, (count,), num_points, num_channels, latent)
+    y = _relu_activations(rng, (count,), num_points, num_channels, latent)
+    return x, y
+
+
+def _time(fn, *args, repeats=1):
+    """Best wall time of `repeats` calls after one warm-up call."""
+    jax.block_until_ready(fn(*args))
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def _matmul_peak_gflops():
+    """float32 GFLOP/s of a large square XLA matmul: the compute bound used below."""
+    a = jnp.ones((4096, 4096), jnp.float32)
+    matmul = jax.jit(lambda a: a @ a)
+    seconds = _time(matmul, a, repeats=3)
+    return 2 * 4096**3 / seconds / 1e9
+
+
+def _copy_bandwidth_gbs():
+    """Memory bandwidth (read + write) of a large preallocated NumPy copy."""
+    src = np.ones(64 * 2**20, np.float32)
+    dst = np.empty_like(src)
+    np.copyto(dst, src)
+    best = math.inf
+    for _ in range(3):
+        start = time.perf_counter()
+        np.copyto(dst, src)
+        best = min(best, time.perf_counter() - start)
+    return 2 * src.nbytes / best / 1e9
+
+
+def _covariance_cost(num_points, width):
+    """FLOPs and bytes of one joint covariance as computed (full (N, D) Gram)."""
+    flops = 2 * num_points * width**2
+    # Read the inputs, write the centred stack, read it again in the Gram product.
+    bytes_moved = 3 * 4 * num_points * width
+    return flops, bytes_moved
+
+
+def bench_paper(args, rng, peak_gflops, bandwidth_gbs):
+    """The study's 1750 independent 64-channel CCAs."""
+    num_points, channels, total = args.points, 64, args.num_ccas
+    chunk = min(args.chunk, total)
+    x_host, y_host = _pairs(rng, chunk, num_points, channels)
+    x, y = jnp.asarray(x_host), jnp.asarray(y_host)
+    kernel = jax.jit(cca.mean_cca)
+    covariance_only = jax.jit(cca.joint_covariance)
+    num_calls = math.ceil(total / chunk)
+
+    def run_all(fn):
+        outputs = [fn(x, y) for _ in range(num_calls)]
+        return outputs
+
+    seconds = _time(lambda: run_all(kernel), repeats=args.repeats)
+    count = num_calls * chunk
+    cov_seconds = _time(lambda: run_all(covariance_only), repeats=args.repeats)
+
+    # Reference on a subset, extrapolated.
+    subset = min(args.reference_count, chunk)
+    cca.mean_cca_reference_numpy(x_host[0], y_host[0])  # warm-up
+    reference_seconds = math.inf
+    for _ in range(args.repeats):  # best pass, like the kernel's timing
+        start = time.perf_counter()
+        reference = [
+            cca.mean_cca_reference_numpy(x_host[i], y_host[i]) for i in range(subset)
+        ]
+        elapsed = (time.perf_counter() - start) / subset * count
+        reference_seconds = min(reference_seconds, elapsed)
+    values = np.asarray(kernel(x, y))[:subset]
+    max_error = float(np.max(np.abs(values - np.asarray(reference))))
+
+    flops, bytes_moved = _covariance_cost(num_points, 2 * channels)
+    bound_seconds = count * max(
+        flops / (peak_gflops * 1e9), bytes_moved / (bandwidth_gbs * 1e9)
+    )
+    common = dict(
+        workload="paper",
+        count=count,
+        device=_device(),
+        points=num_points,
+        channels=channels,
+    )
+    _emit(
+        impl="numpy_float64_reference",
+        seconds=reference_seconds,
+        per_cca_ms=reference_seconds / count * 1e3,
+        extrapolated_from=subset,
+        **common,
+    )
+    _emit(
+        impl="jax_mean_cca_float32",
+        seconds=seconds,
+        per_cca_ms=seconds / count * 1e3,
+        speedup=reference_seconds / seconds,
+        chunk=chunk,
+        max_abs_error_vs_reference=max_error,
+        covariance_gflops=count * flops / seconds / 1e9,
+        **common,
+    )
+    _emit(
+        impl="jax_joint_covariance_only",
+        seconds=cov_seconds,
+        per_cca_ms=cov_seconds / count * 1e3,
+        covariance_gflop_per_cca=flops / 1e9,
+        covariance_mb_per_cca=bytes_moved / 1e6,
+        gflops=count * flops / cov_seconds / 1e9,
+        matmul_peak_gflops=peak_gflops,
+        copy_bandwidth_gbs=bandwidth_gbs,
+        bound_seconds=bound_seconds,
+        fraction_of_bound=bound_seconds / cov_seconds,
+        **common,
+    )
+    return reference_seconds / count
+
+
+def bench_shared_sample(args, rng, reference_per_cca):
+    """One (N, 8 x 64) Gram per (fold, layer, repetition) serving all 14 pairs."""
+    num_points, channels = args.points, 64
+    groups_total = math.ceil(args.num_ccas / len(PAPER_PAIRS))
+    chunk = max(1, min(groups_total, args.chunk // len(PAPER_PAIRS)))
+    latent = rng.standard_normal((chunk, num_points, 8), np.float32)
+    nets = _relu_activations(rng, (chunk,), num_points, NUM_NETWORKS * channels, latent)
+    nets = jnp.asarray(nets)  # (groups, N, 8 * 64)
+    first = np.array([p[0] for p in PAPER_PAIRS])
+    second = np.array([p[1] for p in PAPER_PAIRS])
+
+    @jax.jit
+    def shared(nets):
+        sigma = cca.covariance(nets)  # (groups, 512, 512)
+        blocks = sigma.reshape(chunk, NUM_NETWORKS, channels, NUM_NETWORKS, channels)
+        blocks = blocks.transpose(0, 1, 3, 2, 4)  # (groups, 8, 8, 64, 64)
+        return cca.mean_cca_from_covariance(
+            blocks[:, first, first], blocks[:, first, second], blocks[:, second, second]
+        )  # (groups, 14)
+
+    num_calls = math.ceil(groups_total / chunk)
+    seconds = _time(
+        lambda: [shared(nets) for _ in range(num_calls)], repeats=args.repeats
+    )
+    count = num_calls * chunk * len(PAPER_PAIRS)
+    _emit(
+        impl="jax_mean_cca_float32_shared_sample",
+        workload="paper_shared_sample",
+        count=count,
+        seconds=seconds,
+        per_cca_ms=seconds / count * 1e3,
+        speedup=reference_per_cca * count / seconds,
+        speedup_note="against the per-pair float64 reference of the paper workload",
+        device=_device(),
+        points=num_points,
+        channels=channels,
+    )
+
+
+def bench_full_width(args, rng):
+    """A few CCAs over all channels of a wide layer."""
+    num_points, channels, count = args.points, args.full_width, args.full_width_count
+    x_host, y_host = _pairs(rng, count, num_points, channels)
+    x, y = jnp.asarray(x_host), jnp.asarray(y_host)
+    kernel = jax.jit(cca.mean_cca)
+    seconds = _time(kernel, x, y)
+    start = time.perf_counter()
+    reference = cca.mean_cca_reference_numpy(x_host[0], y_host[0])
+    reference_seconds = (time.perf_counter() - start) * count
+    error = abs(float(kernel(x, y)[0]) - reference)
+    common = dict(
+        workload="full_width",
+        count=count,
+        device=_device(),
+        points=num_points,
+        channels=channels,
+    )
+    _emit(
+        impl="numpy_float64_reference",
+        seconds=reference_seconds,
+        per_cca_ms=reference_seconds / count * 1e3,
+        extrapolated_from=1,
+        **common,
+    )
+    _emit(
+        impl="jax_mean_cca_float32",
+        seconds=seconds,
+        per_cca_ms=seconds / count * 1e3,
+        speedup=reference_seconds / seconds,
+        max_abs_error_vs_reference=error,
+        **common,
+    )
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small smoke run")
+    parser.add_argument(
+        "--shared-sample",
+        action="store_true",
+        help="also time one shared sample per group",
+    )
+    parser.add_argument("--chunk", type=int, default=50, help="pairs per kernel call")
+    parser.add_argument(
+        "--reference-count", type=int, default=30, help="pairs timed with the reference"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=2, help="timed passes (best is reported)"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    args.points, args.num_ccas = 10_000, PAPER_NUM_CCAS
+    args.full_width, args.full_width_count = 2048, 2
+    if args.quick:
+        args.points, args.num_ccas, args.chunk = 2000, 60, 20
+        args.reference_count, args.repeats = 5, 1
+        args.full_width, args.full_width_count = 256, 2
+    rng = np.random.default_rng(args.seed)
+    peak_gflops = _matmul_peak_gflops()
+    bandwidth_gbs = _copy_bandwidth_gbs()
+    reference_per_cca = bench_paper(args, rng, peak_gflops, bandwidth_gbs)
+    if args.shared_sample:
+        bench_shared_sample(args, rng, reference_per_cca)
+    bench_full_width(args, rng)
+
+
+if __name__ == "__main__":
+    main()
