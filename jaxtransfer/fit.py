@@ -23,7 +23,7 @@ import orbax.checkpoint as ocp
 from flax import nnx
 from tqdm import tqdm
 
-from jaxtransfer import optim, train
+from jaxtransfer import train
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,7 +138,6 @@ def run_stages(
     eval_batch_size: int,
     rng: jax.Array,
     checkpointer: RunCheckpointer,
-    augment: train.Augment | None = None,
     log: Callable[[dict], None] = lambda record: None,
     progress_desc: str = "",
 ) -> list[dict]:
@@ -151,9 +150,11 @@ def run_stages(
     history = saved["history"] if saved else []
     for index in range(start_stage, len(stages)):
         stage = stages[index]
-        optimizer = optim.keras_adam(stage.learning_rate)
+        stage_config = dataclasses.replace(
+            step_config, learning_rate=stage.learning_rate, bn_train=stage.bn_train
+        )
         trainable = train.head_only if stage.head_only else nnx.Param
-        graphdef, state = train.create_state(model, optimizer, trainable)
+        graphdef, state = train.create_state(model, stage_config.optimizer, trainable)
         best = train.copy_weights(state)
         stopper = train.EarlyStopping(stage.mode, stage.patience)
         start_epoch = 0
@@ -172,10 +173,7 @@ def run_stages(
                 stage.name,
                 start_epoch,
             )
-        step_config_stage = dataclasses.replace(step_config, bn_train=stage.bn_train)
-        train_step, eval_step = train.make_steps(
-            graphdef, optimizer, num_classes, step_config_stage, augment
-        )
+        train_step, eval_step = train.make_steps(graphdef, num_classes, stage_config)
         stage_rng = jax.random.fold_in(rng, index)
         steps_per_epoch = math.ceil(len(data["train"]) / batch_size)
         for epoch in range(start_epoch, stage.num_epochs):

@@ -24,10 +24,9 @@ import numpy as np
 import optax
 from flax import nnx
 
-from jaxtransfer import metrics
+from jaxtransfer import metrics, optim
+from jaxtransfer.data import augment as augment_lib
 from jaxtransfer.data import preprocess
-
-Augment = Callable[[jax.Array, jax.Array], jax.Array]  # (rng, images) -> images
 
 
 @flax.struct.dataclass
@@ -45,10 +44,16 @@ class TrainState:
 class StepConfig:
     """Static settings of a stage's steps (hashable: bound with partial)."""
 
+    learning_rate: float = 1e-5
     loss: str = "softmax_cross_entropy"
     bn_train: bool = True  # BatchNorm on batch statistics while training
     preprocessing: str = "caffe"
     compute_dtype: str = "float32"
+    augment: augment_lib.AugmentConfig | None = None
+
+    @property
+    def optimizer(self) -> optax.GradientTransformation:
+        return optim.keras_adam(self.learning_rate)
 
 
 def head_only(path, _value) -> bool:
@@ -82,7 +87,7 @@ def _gather(images, labels, indices, num_classes, augment, rng, preprocessing):
     """Batch ``indices`` of the on-device split: augmented, preprocessed, one-hot."""
     batch = images[indices].astype(jnp.float32)  # (B, H, W, 3) in 0..255
     if augment is not None:
-        batch = augment(rng, batch)
+        batch = augment_lib.augment(rng, batch, augment)
     batch = preprocess.get(preprocessing)(batch)
     return batch, jax.nn.one_hot(labels[indices], num_classes)
 
@@ -95,10 +100,8 @@ def train_step(
     rng: jax.Array,
     *,
     graphdef: nnx.GraphDef,
-    optimizer: optax.GradientTransformation,
     num_classes: int,
     config: StepConfig,
-    augment: Augment | None,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
     """One optimizer step on the batch ``images[indices]``; returns metric sums."""
     augment_rng, dropout_rng = jax.random.split(jax.random.fold_in(rng, state.step))
@@ -107,7 +110,7 @@ def train_step(
         labels,
         indices,
         num_classes,
-        augment,
+        config.augment,
         augment_rng,
         config.preprocessing,
     )
@@ -132,7 +135,9 @@ def train_step(
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
     (_, (per_example, logits, new_stats)), grads = grad_fn(state.trainable)
-    updates, opt_state = optimizer.update(grads, state.opt_state, state.trainable)
+    updates, opt_state = config.optimizer.update(
+        grads, state.opt_state, state.trainable
+    )
     trainable = optax.apply_updates(state.trainable, updates)
     correct = metrics.predictions(logits) == labels[indices]
     sums = {
@@ -223,22 +228,16 @@ def padded_batches(num_examples: int, batch_size: int):
         yield np.where(mask, indices, 0), mask
 
 
-def make_steps(
-    graphdef: nnx.GraphDef,
-    optimizer: optax.GradientTransformation,
-    num_classes: int,
-    config: StepConfig,
-    augment: Augment | None,
-):
-    """The jitted ``(train_step, eval_step)`` of a stage, made once per stage."""
+@functools.lru_cache(maxsize=32)
+def make_steps(graphdef: nnx.GraphDef, num_classes: int, config: StepConfig):
+    """The jitted ``(train_step, eval_step)`` of a stage.
+
+    Cached on its static arguments, so every run of a grid with the same stage
+    reuses one compiled step instead of compiling its own.
+    """
     train = jax.jit(
         functools.partial(
-            train_step,
-            graphdef=graphdef,
-            optimizer=optimizer,
-            num_classes=num_classes,
-            config=config,
-            augment=augment,
+            train_step, graphdef=graphdef, num_classes=num_classes, config=config
         ),
         donate_argnums=0,
     )

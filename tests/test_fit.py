@@ -31,7 +31,9 @@ STAGES = [
 
 
 def _without_timing(history):
-    return [{k: v for k, v in r.items() if not k.startswith("timing/")} for r in history]
+    return [
+        {k: v for k, v in r.items() if not k.startswith("timing/")} for r in history
+    ]
 
 
 def _run(data, directory, stages=STAGES, log=lambda record: None):
@@ -118,9 +120,7 @@ def test_finetune_keeps_best_validation_loss_weights(data, tmp_path):
     best = int(np.argmin([r["val/loss"] for r in history]))
     # Re-evaluating the final weights gives the best epoch's validation loss.
     graphdef, state = train.create_state(model, train.optax.identity(), nnx.Param)
-    _, eval_step = train.make_steps(
-        graphdef, train.optax.identity(), 2, train.StepConfig(), None
-    )
+    _, eval_step = train.make_steps(graphdef, 2, train.StepConfig())
     val, _ = train.evaluate(eval_step, state, data["val"].images, data["val"].labels, 4)
     assert val["loss"] == pytest.approx(history[best]["val/loss"], rel=1e-5)
 

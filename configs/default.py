@@ -1,0 +1,92 @@
+"""Shared defaults of every target: the paper's v2 protocol (PROTOCOL.md §4, §12).
+
+Per-target files import this and change a few fields. Any field can be overridden on
+the command line, e.g. ``--config.train.batch_size=64``. ``get_config("v1")`` gives
+the protocol behind the paper's published tables (§0).
+"""
+
+from ml_collections import ConfigDict
+
+FOLDS = (1, 2, 3, 4, 5)
+# Targets whose reference code uses class_mode 'categorical'; the rest are binary.
+CATEGORICAL_TARGETS = ("isic", "knee")
+
+
+def get_config(arg: str | None = None) -> ConfigDict:
+    """The v2 defaults; ``arg='v1'`` switches to the published-tables protocol."""
+    config = ConfigDict()
+    config.target = ""
+    config.protocol = "v2"
+    config.seed = 0
+
+    config.data = ConfigDict()
+    config.data.name = ""  # dataset builder name (jaxtransfer.data.builders)
+    config.data.manual_dir = "data/raw"  # the user's raw downloads
+    config.data.data_dir = "data/prepared"  # prepared datasets (prepare.py)
+    config.data.size = 112  # Q6: training size, recorded in every run
+    config.data.paper_folds = ""  # the paper's fold CSVs of the target, if given
+    config.data.synthetic = False  # demo: write a synthetic raw download first
+    config.data.synthetic_options = ConfigDict()  # its writer's keyword arguments
+
+    config.grid = ConfigDict()
+    config.grid.sources = ("ImageNet", "RadImageNet", "random")
+    config.grid.freeze = (False, True)  # random init runs freezeFalse only
+    config.grid.folds = FOLDS
+
+    config.init = ConfigDict()
+    config.init.ImageNet = "weights/imagenet"  # python -m converters.keras_h5 ...
+    config.init.RadImageNet = "weights/radimagenet"
+
+    config.model = ConfigDict()
+    config.model.name = "resnet50"  # or "tiny" for tests and demos
+    config.model.head_dropout = 0.5  # pretrained sources; random init has none
+    config.model.compute_dtype = "float32"  # "bfloat16" on accelerators
+
+    config.train = ConfigDict()
+    config.train.batch_size = 128
+    config.train.eval_batch_size = 128
+    config.train.num_epochs = 200
+    config.train.learning_rate = 1e-5
+    config.train.patience = 30  # early stopping on val loss; best weights kept
+    config.train.head_learning_rate = 1e-3  # freezeTrue stage 1 (Keras Adam default)
+    config.train.head_num_epochs = 200
+    config.train.head_patience = 10  # early stopping on val accuracy
+    # Q4: TF-Keras BinaryCrossentropy on a 2-way softmax is sigmoid BCE on each
+    # pre-softmax logit; "softmax_cross_entropy" is the textbook alternative.
+    config.train.binary_loss = "sigmoid_bce_on_softmax_logits"
+    # Q3: the reference code trains BatchNorm (batch statistics) in stage 2.
+    config.train.stage2_bn_train = True
+    config.train.augment = True
+    config.train.augment_convention = "keras_preprocessing"  # TF 2.8, the study
+
+    config.eval = ConfigDict()
+    config.eval.auc = "keras_micro"  # Q5: keras_micro | micro | weighted | binary
+
+    config.log = ConfigDict()
+    config.log.progress = True
+
+    if arg == "v1":
+        apply_v1(config)
+    elif arg:
+        raise ValueError(f"unknown config argument {arg!r}; known: 'v1'")
+    return config
+
+
+def apply_v1(config: ConfigDict) -> ConfigDict:
+    """The protocol behind the committed result tables (PROTOCOL.md §0)."""
+    config.protocol = "v1"
+    config.train.patience = 3
+    config.train.head_patience = 2
+    # v1 binary heads are Dense(1, sigmoid) with standard BCE; AUC from sklearn.
+    config.train.binary_loss = "sigmoid_bce"
+    config.eval.auc = "v1_sklearn"  # binary AUC, or OvR weighted for multi-class
+    return config
+
+
+def for_target(target: str, size: int = 112, arg: str | None = None) -> ConfigDict:
+    """The defaults for one of the study's targets."""
+    config = get_config(arg)
+    config.target = target
+    config.data.name = target.replace("-", "_")
+    config.data.size = size
+    return config

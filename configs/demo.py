@@ -1,0 +1,31 @@
+"""The whole grid on a synthetic breast-ultrasound download, sized for a laptop CPU.
+
+    python -m jaxtransfer.main --config=configs/demo.py --workdir=runs/demo
+
+It writes a small synthetic raw download in BUSI's real layout, prepares it with
+the real builder, and trains every source x freeze setting on two folds with a tiny
+ResNet at 32 px. The ImageNet/RadImageNet sources are stand-ins (fixed random
+initialisations) because no weights can be downloaded here; point config.init at
+converted checkpoints and set model.name='resnet50' for the real thing. The synthetic
+classes are learnable, so AUCs well above 50 are expected (a few minutes on 2 cores).
+"""
+
+from configs import default
+
+
+def get_config(arg=None):
+    config = default.for_target("breast", size=32, arg=arg)
+    config.data.synthetic = True
+    config.data.synthetic_options.counts = {"benign": 60, "malignant": 50, "normal": 30}
+    config.data.manual_dir = "runs/demo_data/raw"
+    config.data.data_dir = "runs/demo_data/prepared"
+    config.model.name = "tiny"
+    config.grid.folds = (1, 2)
+    config.train.batch_size = 16
+    config.train.eval_batch_size = 32
+    config.train.num_epochs = 8
+    config.train.patience = 3
+    config.train.head_num_epochs = 3
+    config.train.head_patience = 2
+    config.train.learning_rate = 1e-3
+    return config

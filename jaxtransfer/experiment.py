@@ -1,0 +1,421 @@
+"""The grid of one target: sources x freeze settings x folds, resumable.
+
+Layout of a workdir::
+
+    config.json                       the config of the grid, as run
+    <source>-freeze<True|False>/fold<k>/
+        checkpoints/                  per-epoch progress (removed once finished)
+        model/                        final weights (a converted-checkpoint dir)
+        test_predictions.npz          probs, labels, paths of the test split
+        log.jsonl                     one record per epoch
+        metrics.json                  written last: its presence marks the run done
+    AUC.csv                           the paper's schema (PROTOCOL.md §10)
+    summary.json                      every run's metrics, mean/std per source/freeze
+
+Re-running the same command skips finished runs and resumes unfinished ones.
+"""
+
+import csv
+import dataclasses
+import io
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import jax
+import numpy as np
+from flax import nnx
+from ml_collections import ConfigDict
+
+from jaxtransfer import fit, metrics, train
+from jaxtransfer.data import augment, builders, loader, prepare, synthetic
+from jaxtransfer.models import pretrained, resnet
+
+SOURCES = ("ImageNet", "RadImageNet", "random")
+CATEGORICAL_TARGETS = ("isic", "knee")
+WEIGHT_DOWNLOADS = {
+    "ImageNet": "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5 (Keras "
+    "applications ImageNet weights)",
+    "RadImageNet": "RadImageNet-ResNet50_notop.h5 (from the RadImageNet authors)",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """One run of the grid."""
+
+    source: str
+    freeze: bool
+    fold: int
+
+    @property
+    def setting(self) -> str:
+        return f"{self.source}-freeze{self.freeze}"
+
+    @property
+    def directory(self) -> str:
+        return f"{self.setting}/fold{self.fold}"
+
+
+def grid(config: ConfigDict) -> list[RunSpec]:
+    """Every run of the config, fold-major (each fold's data is loaded once)."""
+    for source in config.grid.sources:
+        if source not in SOURCES:
+            raise ValueError(
+                f"config.grid.sources: unknown {source!r}; known {SOURCES}"
+            )
+    return [
+        RunSpec(source, freeze, fold)
+        for fold in config.grid.folds
+        for source in config.grid.sources
+        for freeze in config.grid.freeze
+        if not (source == "random" and freeze)  # the paper has no frozen random
+    ]
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Writes ``text`` to ``path`` through a temporary file and a rename."""
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text)
+    os.replace(partial, path)
+
+
+# --- inputs ------------------------------------------------------------------
+
+
+def dataset_dir(config: ConfigDict) -> Path:
+    return builders.prepared_dir(
+        config.data.data_dir,
+        config.data.name,
+        config.data.size,
+        paper_folds=bool(config.data.paper_folds),
+    )
+
+
+def ensure_inputs(config: ConfigDict) -> Path:
+    """Checks (or, for synthetic demos, creates) every input before any compute.
+
+    Returns the prepared dataset directory.
+    """
+    problems = []
+    for source in config.grid.sources:
+        if source == "random" or config.model.name != "resnet50":
+            continue
+        path = Path(config.init[source])
+        if not (path / pretrained.METADATA_FILE).is_file():
+            problems.append(
+                f"config.init.{source} = {path} is not a converted checkpoint. "
+                f"Download {WEIGHT_DOWNLOADS[source]} and run: python -m "
+                f"converters.keras_h5 --input <file>.h5 --output {path}"
+            )
+    directory = dataset_dir(config)
+    if config.data.synthetic:
+        raw = Path(config.data.manual_dir)
+        if not raw.exists():
+            synthetic.write_target(
+                config.target,
+                raw,
+                image_size=config.data.size,
+                **config.data.synthetic_options.to_dict(),
+            )
+        prepare.prepare(
+            prepare.parse_args(
+                [
+                    "--dataset",
+                    config.data.name,
+                    "--manual_dir",
+                    str(raw),
+                    "--data_dir",
+                    config.data.data_dir,
+                    "--size",
+                    str(config.data.size),
+                    "--no_progress",
+                ]
+            )
+        )
+    elif not (directory / "dataset_info.json").is_file():
+        folds = (
+            f" --paper_folds {config.data.paper_folds}"
+            if config.data.paper_folds
+            else ""
+        )
+        problems.append(
+            f"no prepared dataset at {directory}. Prepare it from the raw download "
+            f"with: python -m jaxtransfer.data.prepare --dataset {config.data.name} "
+            f"--manual_dir {config.data.manual_dir} --data_dir {config.data.data_dir} "
+            f"--size {config.data.size}{folds}"
+        )
+    if problems:
+        raise FileNotFoundError("cannot start:\n- " + "\n- ".join(problems))
+    return directory
+
+
+def load_fold(directory: Path, fold: int, protocol: str) -> tuple[dict, tuple]:
+    """The fold's splits in host memory (v1: val = test = held out), class names."""
+    splits = {
+        name: loader.load_split(directory, f"fold{fold}_{name}")
+        for name in ("train", "val", "test")
+    }
+    class_names = splits["train"].class_names
+    if protocol == "v1":
+        held_out = {
+            field: np.concatenate([getattr(splits[s], field) for s in ("val", "test")])
+            for field in ("images", "labels", "paths")
+        }
+        splits["val"] = splits["test"] = held_out
+    else:
+        splits = {
+            name: {f: getattr(s, f) for f in ("images", "labels", "paths")}
+            for name, s in splits.items()
+        }
+    return splits, class_names
+
+
+# --- one run -------------------------------------------------------------------
+
+
+def run_rng(seed: int, spec: RunSpec) -> jax.Array:
+    """The run's key, the same in every process (no Python hash)."""
+    key = jax.random.key(seed)
+    for part in (SOURCES.index(spec.source), int(spec.freeze), spec.fold):
+        key = jax.random.fold_in(key, part)
+    return key
+
+
+def num_outputs(config: ConfigDict, num_classes: int) -> int:
+    """v1 binary targets use a 1-unit sigmoid head; everything else C units."""
+    return (
+        1
+        if num_classes == 2 and config.train.binary_loss == "sigmoid_bce"
+        else num_classes
+    )
+
+
+def loss_name(config: ConfigDict, num_classes: int) -> str:
+    if config.target in CATEGORICAL_TARGETS or num_classes > 2:
+        return "softmax_cross_entropy"
+    return config.train.binary_loss
+
+
+def build_model(config: ConfigDict, spec: RunSpec, outputs: int) -> resnet.ResNet:
+    """The run's starting point: a source's backbone plus a fresh head (§2)."""
+    rngs = nnx.Rngs(jax.random.fold_in(jax.random.key(config.seed), spec.fold))
+    make = resnet.ResNet50 if config.model.name == "resnet50" else resnet._ResNetTiny
+    dropout = 0.0 if spec.source == "random" else config.model.head_dropout
+    model = make(num_classes=outputs, head_dropout=dropout, rngs=rngs)
+    if spec.source != "random" and config.model.name == "resnet50":
+        source, _ = pretrained.load(config.init[spec.source])
+        backbone = nnx.state(source, (nnx.Param, nnx.BatchStat))
+        if source.head is not None:  # a converted fine-tuned model: its head stays
+            backbone = nnx.State({k: v for k, v in backbone.items() if k != "head"})
+        nnx.update(model, backbone)
+    elif spec.source != "random":
+        # Stand-in sources of demos and tests: a fixed seed per source.
+        seed = SOURCES.index(spec.source) + 1000
+        donor = make(num_classes=None, rngs=nnx.Rngs(seed))
+        nnx.update(model, nnx.state(donor, (nnx.Param, nnx.BatchStat)))
+    return model
+
+
+def stages(config: ConfigDict, spec: RunSpec) -> list[fit.Stage]:
+    """freezeTrue: head-only stage then fine-tuning; otherwise fine-tuning (§4)."""
+    t = config.train
+    finetune = fit.Stage(
+        "finetune",
+        t.learning_rate,
+        t.num_epochs,
+        "loss",
+        t.patience,
+        head_only=False,
+        bn_train=t.stage2_bn_train if spec.freeze else True,
+        keep_best=True,
+    )
+    if not spec.freeze:
+        return [finetune]
+    head = fit.Stage(
+        "head",
+        t.head_learning_rate,
+        t.head_num_epochs,
+        "accuracy",
+        t.head_patience,
+        head_only=True,
+        bn_train=False,
+        keep_best=False,
+    )
+    return [head, finetune]
+
+
+def run_one(
+    config: ConfigDict, spec: RunSpec, data: dict, class_names, workdir: Path
+) -> dict:
+    """Trains and tests one run (resuming if it was interrupted)."""
+    run_dir = workdir / spec.directory
+    run_dir.mkdir(parents=True, exist_ok=True)
+    num_classes = len(class_names)
+    outputs = num_outputs(config, num_classes)
+    model = build_model(config, spec, outputs)
+    step_config = train.StepConfig(
+        loss=loss_name(config, num_classes),
+        compute_dtype=config.model.compute_dtype,
+        augment=(
+            augment.config_for_target(
+                config.target, convention=config.train.augment_convention
+            )
+            if config.train.augment
+            else None
+        ),
+    )
+    device = {
+        name: fit.Split(jax.device_put(d["images"]), jax.device_put(d["labels"]))
+        for name, d in data.items()
+    }
+    log_file = open(run_dir / "log.jsonl", "a")
+
+    def log(record):
+        log_file.write(json.dumps({"run": spec.directory, **record}) + "\n")
+        log_file.flush()
+        logging.info(
+            "%s %s epoch %d: loss %.4f val_loss %.4f val_acc %.3f (%.0f img/s)",
+            spec.directory,
+            record["stage"],
+            record["epoch"],
+            record["train/loss"],
+            record["val/loss"],
+            record["val/accuracy"],
+            record["timing/images_per_s"],
+        )
+
+    checkpointer = fit.RunCheckpointer(run_dir / "checkpoints")
+    try:
+        history = fit.run_stages(
+            model,
+            stages(config, spec),
+            device,
+            num_classes=outputs,
+            step_config=step_config,
+            batch_size=config.train.batch_size,
+            eval_batch_size=config.train.eval_batch_size,
+            rng=run_rng(config.seed, spec),
+            checkpointer=checkpointer,
+            log=log,
+            progress_desc=spec.directory,
+        )
+    finally:
+        checkpointer.close()
+        log_file.close()
+
+    graphdef, state = train.create_state(model, train.optax.identity(), nnx.Param)
+    _, eval_step = train.make_steps(graphdef, outputs, step_config)
+    test, probs = train.evaluate(
+        eval_step,
+        state,
+        device["test"].images,
+        device["test"].labels,
+        config.train.eval_batch_size,
+    )
+    aucs = metrics.auc_scores(data["test"]["labels"], probs)
+    result = {
+        "target": config.target,
+        "source": spec.source,
+        "freeze": f"freeze{spec.freeze}",
+        "fold": f"fold{spec.fold}",
+        "AUC": aucs[auc_key(config, num_classes)],
+        "auc": aucs,
+        "test/loss": test["loss"],
+        "test/accuracy": test["accuracy"],
+        "num_test": len(data["test"]["labels"]),
+        "epochs": len(history),
+        "image_size": config.data.size,
+    }
+    np.savez(
+        run_dir / "test_predictions.npz",
+        probs=probs,
+        labels=data["test"]["labels"],
+        paths=np.asarray(data["test"]["paths"], dtype=str),
+    )
+    metadata = pretrained.make_metadata(
+        model,
+        source_format="jaxtransfer_run",
+        run=spec.directory,
+        head_activation="sigmoid" if outputs == 1 else "softmax",
+    )
+    pretrained.save(model, metadata, run_dir / "model", overwrite=True)
+    write_atomic(run_dir / "metrics.json", json.dumps(result, indent=2) + "\n")
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    return result
+
+
+def auc_key(config: ConfigDict, num_classes: int) -> str:
+    """Which AUC fills the AUC column (Q5)."""
+    if config.eval.auc == "v1_sklearn":
+        return "binary" if num_classes == 2 else "weighted"
+    return config.eval.auc
+
+
+# --- the grid ------------------------------------------------------------------
+
+
+def auc_csv(results: list[dict]) -> str:
+    """AUC.csv in the paper's schema: target,source,freeze,fold,AUC."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["target", "source", "freeze", "fold", "AUC"])
+    for r in results:
+        writer.writerow(
+            [r["target"], r["source"], r["freeze"], r["fold"], repr(r["AUC"])]
+        )
+    return out.getvalue()
+
+
+def summarize(results: list[dict]) -> dict:
+    """Mean and sample SD of AUC (x100) per source/freeze, as AUC_mean.csv."""
+    table = {}
+    for r in results:
+        table.setdefault(f"{r['source']}-{r['freeze']}", []).append(100 * r["AUC"])
+    return {
+        setting: {
+            "mean": float(np.mean(v)),
+            "std": float(np.std(v, ddof=1)) if len(v) > 1 else float("nan"),
+            "folds": len(v),
+        }
+        for setting, v in table.items()
+    }
+
+
+def run(config: ConfigDict, workdir: str | os.PathLike) -> dict:
+    """Runs (or resumes) the whole grid of ``config`` in ``workdir``."""
+    workdir = Path(workdir)
+    directory = ensure_inputs(config)
+    workdir.mkdir(parents=True, exist_ok=True)
+    write_atomic(workdir / "config.json", config.to_json_best_effort(indent=2) + "\n")
+    runs = grid(config)
+    results, loaded_fold, data = [], None, None
+    for spec in runs:
+        done = workdir / spec.directory / "metrics.json"
+        if done.is_file():
+            results.append(json.loads(done.read_text()))
+            shutil.rmtree(workdir / spec.directory / "checkpoints", ignore_errors=True)
+            logging.info("%s: finished earlier, skipped", spec.directory)
+            continue
+        if loaded_fold != spec.fold:
+            data, class_names = load_fold(directory, spec.fold, config.protocol)
+            loaded_fold = spec.fold
+        results.append(run_one(config, spec, data, class_names, workdir))
+    write_atomic(workdir / "AUC.csv", auc_csv(results))
+    summary = {"runs": results, "AUC": summarize(results)}
+    write_atomic(workdir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    print_table(config, summary["AUC"])
+    return summary
+
+
+def print_table(config: ConfigDict, table: dict) -> None:
+    print(
+        f"\n{config.target}: test AUC ({config.eval.auc}), mean ± sd over folds, x100"
+    )
+    for setting, stats in sorted(table.items()):
+        print(
+            f"  {setting:<28} {stats['mean']:6.1f} ± {stats['std']:5.2f}  "
+            f"({stats['folds']} folds)"
+        )
