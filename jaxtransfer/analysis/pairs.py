@@ -1,0 +1,381 @@
+"""The study's 14 model pairs and their layer-wise CCA for one fold (PROTOCOL.md §7).
+
+Networks of a fold (8): the two pretrained initialisations ``ImageNet`` and
+``RadImageNet``, two independent fresh random initialisations (``random`` and
+``random_2``; a pair's ``random`` is a fresh init, never the random-init fine-tuned
+model), and the four fine-tuned models ``<T>-<source>-freeze<True|False>``.
+
+Two computations:
+
+- ``paper_cca``: the paper's sampled mean CCA. Every network's sampled activations
+  (`sampling.sample_activations`) are stacked per tap as (repetitions, networks, N, d);
+  one jitted call per tap computes one covariance of all networks' channels and
+  evaluates every pair and repetition from its blocks (`cca.mean_cca_from_covariance`),
+  i.e. all (pairs x repetitions) of a tap at once (N and d differ between taps).
+- ``full_depth_cca`` (beyond the paper): conv1 and every block output, all channels,
+  all stimuli; sums and Gram matrices are accumulated over image batches, so memory
+  does not grow with the number of datapoints.
+"""
+
+import dataclasses
+import functools
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from jaxtransfer.analysis import cca, sampling
+from jaxtransfer.data import preprocess
+from jaxtransfer.models import resnet
+
+RANDOM, SECOND_RANDOM = "random", "random_2"
+INITS = ("ImageNet", "RadImageNet")
+
+
+def finetuned_name(target: str, source: str, freeze: bool) -> str:
+    """The paper's name of a fine-tuned model, e.g. ``knee-ImageNet-freezeFalse``."""
+    return f"{target}-{source}-freeze{freeze}"
+
+
+def paper_pairs(target: str) -> list[tuple[str, str]]:
+    """The 14 (model1, model2) network pairs of a CCA_<target>.csv, in paper names.
+
+    The random-random pair is returned as (``random``, ``random_2``): two independent
+    initialisations; `csv_name` maps both back to ``random``.
+    """
+    im_f, im_t = (finetuned_name(target, "ImageNet", f) for f in (False, True))
+    rad_f, rad_t = (finetuned_name(target, "RadImageNet", f) for f in (False, True))
+    return [
+        ("ImageNet", "RadImageNet"),
+        ("ImageNet", RANDOM),
+        ("RadImageNet", RANDOM),
+        (RANDOM, SECOND_RANDOM),
+        (im_f, "ImageNet"),
+        (im_f, im_t),
+        (im_f, rad_f),
+        (im_f, RANDOM),
+        (im_t, "ImageNet"),
+        (im_t, rad_t),
+        (rad_f, "RadImageNet"),
+        (rad_f, rad_t),
+        (rad_f, RANDOM),
+        (rad_t, "RadImageNet"),
+    ]
+
+
+def csv_name(network: str) -> str:
+    """The name a network has in the paper's CSVs."""
+    return RANDOM if network == SECOND_RANDOM else network
+
+
+@dataclasses.dataclass(frozen=True)
+class Network:
+    """A network of the fold, loaded on demand.
+
+    Attributes:
+      name: its name in `paper_pairs`.
+      load: returns ``(model, preprocessing)``.
+      description: where it comes from (written into the sampling JSON).
+    """
+
+    name: str
+    load: Callable[[], tuple[resnet.ResNet, str]]
+    description: str
+
+
+def pair_indices(
+    pairs: Sequence[tuple[str, str]], names: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of each pair's two networks in ``names``: (first, second), (P,)."""
+    first = np.array([names.index(a) for a, _ in pairs], np.int32)
+    second = np.array([names.index(b) for _, b in pairs], np.int32)
+    return first, second
+
+
+def _pair_blocks(sigma, first, second):
+    """Covariance blocks of each pair from an all-networks covariance.
+
+    Args:
+      sigma: (..., nets, nets, d, d) covariance blocks between networks.
+      first, second: (P,) network index of each pair's two sides.
+
+    Returns:
+      (sigma_xx, sigma_xy, sigma_yy), each (..., P, d, d).
+    """
+    return (
+        sigma[..., first, first, :, :],
+        sigma[..., first, second, :, :],
+        sigma[..., second, second, :, :],
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("epsilon",))
+def pairwise_mean_cca(acts, first, second, epsilon=sampling.PAPER_EPSILON):
+    """Mean CCA of many network pairs on shared samples, in one call.
+
+    Args:
+      acts: (repetitions, nets, N, d) activations of every network on the same
+        datapoints and channels.
+      first: (P,) int, the model1 network of each pair.
+      second: (P,) int, the model2 network of each pair.
+      epsilon: svcca's epsilon.
+
+    Returns:
+      (repetitions, P) mean canonical correlations, as `cca.mean_cca` of each pair.
+    """
+    reps, nets, n, d = acts.shape
+    stacked = jnp.moveaxis(acts, 1, 2).reshape(reps, n, nets * d)  # (reps, N, nets d)
+    sigma = cca.covariance(stacked).reshape(reps, nets, d, nets, d)
+    sigma = jnp.moveaxis(sigma, 3, 2)  # (reps, nets, nets, d, d)
+    return cca.mean_cca_from_covariance(*_pair_blocks(sigma, first, second), epsilon)
+
+
+@dataclasses.dataclass
+class FoldCCA:
+    """Sampled CCA of one fold.
+
+    Attributes:
+      pairs: the pairs evaluated, (model1, model2) network names.
+      taps: tap names, network order.
+      values: (P, taps) mean over repetitions (NaN where N <= d).
+      repetitions: (repetitions, P, taps) every repetition's mean CCA.
+      notes: reasons for NaNs.
+    """
+
+    pairs: list[tuple[str, str]]
+    taps: tuple[str, ...]
+    values: np.ndarray
+    repetitions: np.ndarray
+    notes: list[str]
+
+
+def paper_cca(
+    networks: dict[str, Network],
+    pairs: Sequence[tuple[str, str]],
+    stimuli: np.ndarray,
+    plan: sampling.SamplingPlan,
+    batch_size: int = 32,
+    epsilon: float = sampling.PAPER_EPSILON,
+    activations_hook: Callable[[dict[str, np.ndarray], list[str]], None] | None = None,
+) -> FoldCCA:
+    """The paper's sampled mean CCA for every pair of one fold.
+
+    Networks are loaded one at a time, each sampled on the plan's images and
+    channels; then one kernel call per tap evaluates all pairs and repetitions.
+
+    Args:
+      networks: every network named in ``pairs``.
+      pairs: (model1, model2) network names.
+      stimuli: (num_stimuli, H, W, 3) images in 0..255.
+      plan: the fold's sampling plan.
+      batch_size: images per forward pass.
+      epsilon: svcca's epsilon.
+      activations_hook: called with the stacked activations {tap: (reps, nets, N,
+        d)} and the network order (tests use it to check against the reference).
+
+    Returns:
+      The fold's CCA values.
+    """
+    names = sorted({n for pair in pairs for n in pair}, key=list(networks).index)
+    stacked = {
+        tap: np.empty(
+            (
+                plan.repetitions,
+                len(names),
+                plan.num_datapoints(tap),
+                plan.channels[tap].shape[1],
+            ),
+            np.float32,
+        )
+        for tap in plan.taps
+    }
+    for k, name in enumerate(names):
+        model, preprocessing = networks[name].load()
+        acts = sampling.sample_activations(
+            model, preprocessing, stimuli, plan, batch_size
+        )
+        for tap in plan.taps:
+            stacked[tap][:, k] = acts[tap]
+        del model, acts
+    if activations_hook is not None:
+        activations_hook(stacked, names)
+    first, second = pair_indices(pairs, names)
+    per_rep = np.zeros((plan.repetitions, len(pairs), len(plan.taps)))
+    notes = []
+    for t, tap in enumerate(plan.taps):
+        n, d = stacked[tap].shape[2:]
+        if n <= d:  # svcca asserts neurons < datapoints
+            per_rep[:, :, t] = np.nan
+            notes.append(f"{tap}: {n} datapoints <= {d} channels, CCA undefined (NaN)")
+            continue
+        values = pairwise_mean_cca(
+            jnp.asarray(stacked[tap]), first, second, epsilon=epsilon
+        )
+        per_rep[:, :, t] = np.asarray(values)
+    return FoldCCA(list(pairs), plan.taps, per_rep.mean(axis=0), per_rep, notes)
+
+
+# --- full depth -----------------------------------------------------------------
+
+
+def _accumulate(acc, acts, mask, first, second):
+    """Adds one image batch to the running sums of one tap.
+
+    Args:
+      acc: dict with shift (nets, C), count (), total (nets, C), gram (nets, C, C)
+        and cross (P, C, C).
+      acts: (nets, M, C) activations of the batch (M = batch h w datapoints).
+      mask: (M,) 1 for real datapoints, 0 for padding.
+    """
+    z = (acts - acc["shift"][:, None, :]) * mask[None, :, None]  # (nets, M, C)
+    z = jax.lax.optimization_barrier(z)
+    hi = jax.lax.Precision.HIGHEST
+    return dict(
+        shift=acc["shift"],
+        count=acc["count"] + jnp.sum(mask),
+        total=acc["total"] + jnp.sum(z, axis=1),
+        gram=acc["gram"] + jnp.einsum("kmc,kme->kce", z, z, precision=hi),
+        cross=acc["cross"]
+        + jnp.einsum("pmc,pme->pce", z[first], z[second], precision=hi),
+    )
+
+
+def _covariances_from_sums(acc, first, second):
+    """(sigma_xx, sigma_xy, sigma_yy) per pair from the accumulated sums (ddof 1)."""
+    n = acc["count"]
+    mean = acc["total"] / n  # (nets, C), of the shifted data
+    outer_self = mean[:, :, None] * mean[:, None, :]
+    sigma_self = (acc["gram"] - n * outer_self) / (n - 1)  # (nets, C, C)
+    outer_cross = mean[first][:, :, None] * mean[second][:, None, :]
+    sigma_xy = (acc["cross"] - n * outer_cross) / (n - 1)  # (P, C, C)
+    return sigma_self[first], sigma_xy, sigma_self[second]
+
+
+@functools.partial(jax.jit, static_argnames=("epsilon",))
+def mean_cca_from_sums(acc, first, second, epsilon=sampling.PAPER_EPSILON):
+    """Mean CCA of every pair from streamed sums: (P,)."""
+    return cca.mean_cca_from_covariance(
+        *_covariances_from_sums(acc, first, second), epsilon
+    )
+
+
+def _tap_groups(
+    shapes: dict[str, tuple[int, int, int]], num_matrices: int, budget_bytes: int
+) -> list[list[str]]:
+    """Consecutive taps whose float32 accumulators fit the memory budget together."""
+    groups, current, used = [], [], 0
+    for tap, (_, _, c) in shapes.items():
+        size = 4 * num_matrices * c * c
+        if current and used + size > budget_bytes:
+            groups.append(current)
+            current, used = [], 0
+        current.append(tap)
+        used += size
+    if current:
+        groups.append(current)
+    return groups
+
+
+def full_depth_cca(
+    networks: dict[str, Network],
+    pairs: Sequence[tuple[str, str]],
+    stimuli: np.ndarray,
+    taps: Sequence[str] | None = None,
+    batch_size: int = 16,
+    epsilon: float = sampling.PAPER_EPSILON,
+    memory_budget_bytes: int = 2 << 30,
+) -> FoldCCA:
+    """Mean CCA on all channels and all stimuli at every depth, streamed.
+
+    For every tap, the per-network sums and Gram matrices and the per-pair cross
+    Gram matrices of the data (shifted by the first batch's mean, which keeps the
+    float32 sums accurate) are accumulated over image batches; the covariances then
+    go to `cca.mean_cca_from_covariance`. Taps are processed in groups whose
+    accumulators fit ``memory_budget_bytes``; each group takes one pass over the
+    stimuli, with all networks loaded at once.
+
+    Args:
+      networks: every network named in ``pairs``.
+      pairs: (model1, model2) network names.
+      stimuli: (num_stimuli, H, W, 3) images in 0..255.
+      taps: taps to evaluate; default conv1 and every block output.
+      batch_size: images per forward pass.
+      epsilon: svcca's epsilon.
+      memory_budget_bytes: accumulator memory per pass.
+
+    Returns:
+      The values as a `FoldCCA` with one "repetition".
+    """
+    names = sorted({n for pair in pairs for n in pair}, key=list(networks).index)
+    loaded = [networks[name].load() for name in names]
+    first, second = pair_indices(pairs, names)
+    model0 = loaded[0][0]
+    taps = tuple(taps or model0.all_taps[:-1])  # conv1 + every block, no 'pooled'
+    shapes = sampling.tap_shapes(model0, stimuli.shape[1:3], taps)
+    num = len(stimuli)
+    values = np.full((len(pairs), len(taps)), np.nan)
+    notes = []
+    groups = _tap_groups(shapes, len(names) + len(pairs), memory_budget_bytes)
+    accumulate = jax.jit(_accumulate, donate_argnums=0)
+    for group in groups:
+        forwards = [
+            _full_forward(model, preprocessing, group)
+            for model, preprocessing in loaded
+        ]
+        acc = None
+        for start in range(0, num, batch_size):
+            chunk = np.asarray(stimuli[start : start + batch_size], np.float32)
+            valid = len(chunk)
+            if valid < batch_size:
+                pad = np.zeros((batch_size - valid, *chunk.shape[1:]), np.float32)
+                chunk = np.concatenate([chunk, pad])
+            chunk = jnp.asarray(chunk)
+            outs = [forward(chunk) for forward in forwards]
+            if acc is None:
+                acc = {}
+                for tap in group:
+                    h, w, c = shapes[tap]
+                    first_valid = jnp.stack([o[tap][:valid] for o in outs])
+                    acc[tap] = dict(
+                        shift=first_valid.reshape(len(names), -1, c).mean(axis=1),
+                        count=jnp.zeros((), jnp.float32),
+                        total=jnp.zeros((len(names), c), jnp.float32),
+                        gram=jnp.zeros((len(names), c, c), jnp.float32),
+                        cross=jnp.zeros((len(pairs), c, c), jnp.float32),
+                    )
+            for tap in group:
+                h, w, c = shapes[tap]
+                acts = jnp.stack([o[tap] for o in outs]).reshape(len(names), -1, c)
+                mask = jnp.repeat(
+                    (jnp.arange(batch_size) < valid).astype(jnp.float32), h * w
+                )
+                acc[tap] = accumulate(acc[tap], acts, mask, first, second)
+        for tap in group:
+            h, w, c = shapes[tap]
+            t = taps.index(tap)
+            if num * h * w <= c:
+                notes.append(
+                    f"{tap}: {num * h * w} datapoints <= {c} channels, "
+                    "CCA undefined (NaN)"
+                )
+                continue
+            values[:, t] = np.asarray(
+                mean_cca_from_sums(acc[tap], first, second, epsilon=epsilon)
+            )
+            del acc[tap]
+    return FoldCCA(list(pairs), taps, values, values[None], notes)
+
+
+def _full_forward(model: resnet.ResNet, preprocessing: str, taps: Sequence[str]):
+    """Jitted images -> {tap: (B, h, w, C)} in inference mode."""
+    graphdef, state = nnx.split(model)
+    prep = preprocess.get(preprocessing)
+    taps = tuple(taps)
+
+    @jax.jit
+    def forward(state, images):
+        return nnx.merge(graphdef, state)(prep(images), taps=taps)[1]
+
+    return lambda images: forward(state, images)
