@@ -1,0 +1,533 @@
+"""CCA, prediction similarity, CCA vs AUC gain, figures and report of a finished grid.
+
+Usage:
+  python -m jaxtransfer.analyze --workdir RUN [--reference DIR] [--full_depth]
+
+Reads a finished workdir of `jaxtransfer.experiment` (config.json, AUC.csv, each
+run's model/ and test_predictions.npz) and writes into RUN/analysis/, each file
+atomically:
+
+- CCA_<target>.csv: the paper's 14 pairs per fold (PROTOCOL.md §7), paper schema;
+  stimuli are the fold's held-out test split (the column holds the target name as
+  in the paper; the split is recorded in CCA_<target>_sampling.json with the seed,
+  n_img, datapoints, channel indices and image order of every repetition).
+- similarity.csv (§8, paper schema) and similarity_details.csv (accuracies and the
+  symmetric baseline too).
+- simVSaucImNet.csv, simVSaucRadNet.csv (§9, CCA schema) and gain_stats.csv (OLS
+  slope, intercept, Pearson r, p per source and layer).
+- AUC_mean.csv (paper schema), figures (PNG + PDF), report.md. With --reference
+  pointing at the paper's result CSVs, report.md puts the paper's numbers beside
+  this run's.
+- with --full_depth: CCA_full_<target>.csv, conv1 and all block outputs on all
+  channels and all stimuli (streamed covariances; beyond the paper).
+"""
+
+import os
+
+# jaxlib 0.10 on small CPUs can deadlock in programs mixing matmuls with eigh/svd.
+_FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
+if _FLAG not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_FLAG}".strip()
+
+import argparse  # noqa: E402
+import csv  # noqa: E402
+import io  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+from flax import nnx  # noqa: E402
+from ml_collections import ConfigDict  # noqa: E402
+
+from jaxtransfer import experiment  # noqa: E402
+from jaxtransfer.analysis import (  # noqa: E402
+    figures,
+    pairs,
+    report,
+    sampling,
+    similarity,
+)
+from jaxtransfer.data import loader  # noqa: E402
+from jaxtransfer.models import pretrained, resnet  # noqa: E402
+
+CCA_HEADER = ["model1", "model2", "fold", "stimuli", *sampling.LAYER_NAMES]
+SIMILARITY_HEADER = ["target", "model1", "model2", "freeze", "fold", "prob", "value"]
+AUC_MEAN_HEADER = ["", "target", "source", "freeze", "fold", "AUC", "mean", "std"]
+GAIN_FILES = {"ImageNet": "simVSaucImNet.csv", "RadImageNet": "simVSaucRadNet.csv"}
+log = logging.getLogger(__name__)
+
+
+# --- files -----------------------------------------------------------------------
+
+
+def read_csv(path: str | os.PathLike) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def csv_text(header: list[str], rows: list[dict | list]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow([row[h] for h in header] if isinstance(row, dict) else row)
+    return out.getvalue()
+
+
+def _number(value: float) -> str:
+    return "" if not np.isfinite(value) else repr(float(value))
+
+
+# --- networks of a fold ----------------------------------------------------------
+
+
+def _random_seed(seed: int, fold: int, k: int) -> int:
+    """Integer seed of the fold's k-th fresh random initialisation."""
+    return int(np.random.SeedSequence([seed, fold, k]).generate_state(1)[0])
+
+
+def networks_of_fold(
+    workdir: Path, config: ConfigDict, fold: int, seed: int
+) -> tuple[dict[str, pairs.Network], list[str]]:
+    """Every network available for the fold's pairs, loaded lazily, and notes."""
+    target, notes, networks = config.target, [], {}
+    template = None
+    for source in pairs.INITS:
+        for freeze in (False, True):
+            directory = workdir / f"{source}-freeze{freeze}" / f"fold{fold}" / "model"
+            if not (directory / pretrained.METADATA_FILE).is_file():
+                continue
+            template = template or pretrained.read_metadata(directory)
+            name = pairs.finetuned_name(target, source, freeze)
+            networks[name] = pairs.Network(
+                name,
+                lambda d=directory: _load_checkpoint(d),
+                f"fine-tuned: {directory}",
+            )
+    for source in pairs.INITS:
+        if config.model.name == "resnet50":
+            path = Path(config.init[source])
+            if (path / pretrained.METADATA_FILE).is_file():
+                networks[source] = pairs.Network(
+                    source, lambda p=path: _load_checkpoint(p), f"init: {path}"
+                )
+            else:
+                notes.append(f"fold{fold}: no {source} checkpoint at {path}")
+        else:
+            spec = experiment.RunSpec(source, False, fold)
+            networks[source] = pairs.Network(
+                source,
+                lambda s=spec: _with_preprocessing(
+                    experiment.build_model(config, s, 2)
+                ),
+                f"stand-in init of experiment.build_model ({config.model.name})",
+            )
+    for k, name in enumerate((pairs.RANDOM, pairs.SECOND_RANDOM)):
+        random_seed = _random_seed(seed, fold, k)
+        networks[name] = pairs.Network(
+            name,
+            lambda s=random_seed: _random_network(config, template, s),
+            f"fresh random init, nnx.Rngs({random_seed})",
+        )
+    return networks, notes
+
+
+def _with_preprocessing(model: resnet.ResNet) -> tuple[resnet.ResNet, str]:
+    return model, pretrained.PREPROCESSING[model.variant]
+
+
+def _load_checkpoint(directory: Path) -> tuple[resnet.ResNet, str]:
+    model, metadata = pretrained.load(directory)
+    return model, metadata["preprocessing"]
+
+
+def _random_network(config, template: dict | None, seed: int):
+    """A fresh (Keras-initialised) backbone with the architecture of the run."""
+    rngs = nnx.Rngs(seed)
+    if template is not None:
+        meta = {**template, "num_classes": None, "head_dropout": 0.0}
+        return pretrained.build_model(meta, rngs), template["preprocessing"]
+    make = resnet.ResNet50 if config.model.name == "resnet50" else resnet._ResNetTiny
+    return _with_preprocessing(make(num_classes=None, rngs=rngs))
+
+
+# --- the analysis ----------------------------------------------------------------
+
+
+def cca_of_fold(
+    workdir: Path,
+    config: ConfigDict,
+    fold: int,
+    *,
+    seed: int,
+    batch_size: int,
+    full_depth: bool,
+) -> dict:
+    """The fold's CCA rows (and full-depth rows), sampling details and notes."""
+    target = config.target
+    networks, notes = networks_of_fold(workdir, config, fold, seed)
+    wanted = pairs.paper_pairs(target)
+    available = [p for p in wanted if p[0] in networks and p[1] in networks]
+    for p in wanted:
+        if p not in available:
+            notes.append(f"fold{fold}: pair {p[0]} vs {p[1]} skipped (model missing)")
+    result = {"rows": [], "full_rows": [], "notes": notes, "sampling": None}
+    if not available:
+        return result
+    stimuli = loader.load_split(
+        experiment.dataset_dir(config), f"fold{fold}_test"
+    ).images
+    probe, _ = networks[pairs.RANDOM].load()
+    shapes = sampling.tap_shapes(probe, stimuli.shape[1:3], probe.study_taps)
+    plan = sampling.make_plan(shapes, len(stimuli), seed=(seed, fold))
+    start = time.perf_counter()
+    fold_cca = pairs.paper_cca(networks, available, stimuli, plan, batch_size)
+    seconds = time.perf_counter() - start
+    notes += [f"fold{fold}: {n}" for n in fold_cca.notes]
+    for (m1, m2), values in zip(available, fold_cca.values):
+        result["rows"].append(
+            {
+                "model1": pairs.csv_name(m1),
+                "model2": pairs.csv_name(m2),
+                "fold": f"fold{fold}",
+                "stimuli": target,
+                **{layer: _number(v) for layer, v in zip(sampling.LAYER_NAMES, values)},
+            }
+        )
+    used = {n for p in available for n in p}
+    result["sampling"] = {
+        "stimuli": f"fold{fold}_test (the fold's held-out test split)",
+        "seconds": seconds,
+        "networks": {n: networks[n].description for n in networks if n in used},
+        "per_repetition": {
+            f"{pairs.csv_name(m1)} vs {pairs.csv_name(m2)}": fold_cca.repetitions[
+                :, k
+            ].tolist()
+            for k, (m1, m2) in enumerate(available)
+        },
+        **plan.describe(),
+    }
+    if full_depth:
+        start = time.perf_counter()
+        full = pairs.full_depth_cca(
+            networks, available, stimuli, batch_size=max(1, batch_size // 2)
+        )
+        result["full_seconds"] = time.perf_counter() - start
+        result["full_taps"] = full.taps
+        notes += [f"fold{fold} full depth: {n}" for n in full.notes]
+        for (m1, m2), values in zip(available, full.values):
+            result["full_rows"].append(
+                {
+                    "model1": pairs.csv_name(m1),
+                    "model2": pairs.csv_name(m2),
+                    "fold": f"fold{fold}",
+                    "stimuli": target,
+                    **{t: _number(v) for t, v in zip(full.taps, values)},
+                }
+            )
+    return result
+
+
+def similarity_rows(workdir: Path, config: ConfigDict) -> tuple[list, list, list]:
+    """similarity.csv rows, detail rows, and notes from the runs' test predictions."""
+    rows, details, notes = [], [], []
+    for freeze in config.grid.freeze:
+        for fold in config.grid.folds:
+            files = [
+                workdir / f"{s}-freeze{freeze}" / f"fold{fold}" / "test_predictions.npz"
+                for s in pairs.INITS
+            ]
+            if not all(f.is_file() for f in files):
+                notes.append(
+                    f"similarity freeze{freeze} fold{fold}: predictions missing"
+                )
+                continue
+            first, second = (np.load(f) for f in files)
+            if not np.array_equal(first["paths"], second["paths"]):
+                raise ValueError(f"{files}: the two runs predicted different images")
+            sim = similarity.prediction_similarity(
+                first["probs"], second["probs"], first["labels"]
+            )
+            common = {
+                "target": config.target,
+                "model1": "ImageNet",
+                "model2": "RadImageNet",
+                "freeze": f"freeze{freeze}",
+                "fold": f"fold{fold}",
+            }
+            for prob in ("real", "rand"):
+                rows.append({**common, "prob": prob, "value": repr(sim[prob])})
+            details.append({**common, **sim})
+    return rows, details, notes
+
+
+def auc_mean_rows(auc_rows: list[dict]) -> list[list]:
+    """AUC_mean.csv rows (paper schema: row number, AUC x100, mean 1dp, std 2dp)."""
+    summary = report.auc_summary(auc_rows)
+    indexed = sorted(
+        enumerate(auc_rows), key=lambda item: (item[1]["target"], item[1]["source"])
+    )
+    out = []
+    for index, row in indexed:
+        mean, std, _ = summary[(row["target"], row["source"], row["freeze"])]
+        out.append(
+            [
+                index,
+                row["target"],
+                row["source"],
+                row["freeze"],
+                row["fold"],
+                repr(100 * float(row["AUC"])),
+                round(mean, 1),
+                round(std, 2) if np.isfinite(std) else "",
+            ]
+        )
+    return out
+
+
+def read_reference(directory: Path, target: str) -> dict:
+    """The paper's tables for the report: AUC means, the target's CCA, similarity,
+    and the §9 regression pooled over the paper's targets."""
+    auc = read_csv(directory / "AUC.csv")
+    cca_file = directory / f"CCA_{target}.csv"
+    gain_stats = {}
+    for source, name in GAIN_FILES.items():
+        points = similarity.gain_points(read_csv(directory / name), auc, source)
+        gain_stats[source] = similarity.gain_regression(points)
+    return {
+        "directory": str(directory),
+        "auc_mean": read_csv(directory / "AUC_mean.csv"),
+        "cca": read_csv(cca_file) if cca_file.is_file() else [],
+        "similarity": read_csv(directory / "similarity.csv"),
+        "gain_stats": gain_stats,
+    }
+
+
+def conv1_kernels(workdir: Path, config: ConfigDict, networks: dict) -> dict:
+    """conv1 kernels (7, 7, 3, F) of the initialisations and fold-1 fine-tuned runs."""
+    kernels = {}
+    for name in (*pairs.INITS, pairs.RANDOM):
+        if name in networks:
+            model, _ = networks[name].load()
+            kernels[name] = np.asarray(model.conv1_conv.kernel[...])
+    for source in pairs.INITS:
+        name = pairs.finetuned_name(config.target, source, False)
+        if name in networks:
+            model, _ = networks[name].load()
+            kernels[f"{source}-ft"] = np.asarray(model.conv1_conv.kernel[...])
+    return kernels
+
+
+def run(
+    workdir: str | os.PathLike,
+    reference: str | os.PathLike | None = None,
+    *,
+    full_depth: bool = False,
+    seed: int = 0,
+    batch_size: int = 32,
+    cca: bool = True,
+) -> dict:
+    """Analyses a finished workdir; writes everything into ``workdir/analysis``.
+
+    Args:
+      workdir: a finished `experiment.run` workdir.
+      reference: directory of the paper's result CSVs (AUC.csv, AUC_mean.csv,
+        CCA_<target>.csv, similarity.csv, simVSauc*.csv) for the side-by-side
+        report; None for this run's numbers only.
+      full_depth: also the streamed all-channel CCA at every block.
+      seed: seed of the CCA samples and the fresh random initialisations.
+      batch_size: images per forward pass.
+      cca: False skips the CCA (and the CCA-dependent tables).
+
+    Returns:
+      A summary dict (also written as analysis/summary.json).
+    """
+    workdir = Path(workdir)
+    out = workdir / "analysis"
+    out.mkdir(parents=True, exist_ok=True)
+    config = ConfigDict(json.loads((workdir / "config.json").read_text()))
+    target = config.target
+    auc_rows = read_csv(workdir / "AUC.csv")
+    notes = []
+
+    cca_rows, full_rows, sampling_info, full_taps = [], [], {}, ()
+    timings = {}
+    if cca:
+        for fold in config.grid.folds:
+            fold_result = cca_of_fold(
+                workdir,
+                config,
+                fold,
+                seed=seed,
+                batch_size=batch_size,
+                full_depth=full_depth,
+            )
+            cca_rows += fold_result["rows"]
+            full_rows += fold_result["full_rows"]
+            notes += fold_result["notes"]
+            if fold_result["sampling"]:
+                sampling_info[f"fold{fold}"] = fold_result["sampling"]
+                timings[f"cca_fold{fold}_s"] = fold_result["sampling"]["seconds"]
+            if "full_taps" in fold_result:
+                full_taps = fold_result["full_taps"]
+                timings[f"full_depth_fold{fold}_s"] = fold_result["full_seconds"]
+        experiment.write_atomic(
+            out / f"CCA_{target}.csv", csv_text(CCA_HEADER, cca_rows)
+        )
+        experiment.write_atomic(
+            out / f"CCA_{target}_sampling.json",
+            json.dumps(
+                {
+                    "protocol": "PROTOCOL.md section 7 (svcca mean CCA, epsilon 1e-12)",
+                    "seed": seed,
+                    "image_size": config.data.size,
+                    "folds": sampling_info,
+                },
+                indent=1,
+            )
+            + "\n",
+        )
+        if full_depth:
+            header = ["model1", "model2", "fold", "stimuli", *full_taps]
+            experiment.write_atomic(
+                out / f"CCA_full_{target}.csv", csv_text(header, full_rows)
+            )
+
+    sim_rows, sim_details, sim_notes = similarity_rows(workdir, config)
+    notes += sim_notes
+    experiment.write_atomic(
+        out / "similarity.csv", csv_text(SIMILARITY_HEADER, sim_rows)
+    )
+    if sim_details:
+        experiment.write_atomic(
+            out / "similarity_details.csv",
+            csv_text(list(sim_details[0]), sim_details),
+        )
+
+    gain_points, gain_stats = {}, {}
+    for source, name in GAIN_FILES.items():
+        chosen = [
+            r
+            for r in cca_rows
+            if r["model2"] == source
+            and r["model1"] == pairs.finetuned_name(target, source, False)
+        ]
+        experiment.write_atomic(out / name, csv_text(CCA_HEADER, chosen))
+        gain_points[source] = similarity.gain_points(chosen, auc_rows, source)
+        gain_stats[source] = similarity.gain_regression(gain_points[source])
+    stat_rows = [
+        {"source": s, "layer": layer, **values}
+        for s, per_layer in gain_stats.items()
+        for layer, values in per_layer.items()
+    ]
+    experiment.write_atomic(
+        out / "gain_stats.csv",
+        csv_text(
+            ["source", "layer", "slope", "intercept", "r", "p", "stderr", "n"],
+            stat_rows,
+        ),
+    )
+    experiment.write_atomic(
+        out / "AUC_mean.csv", csv_text(AUC_MEAN_HEADER, auc_mean_rows(auc_rows))
+    )
+
+    figure_names = []
+    figures.auc_boxplot(auc_rows, out / "auc")
+    figure_names.append("auc.png")
+    if cca_rows:
+        figures.cca_layers(
+            [{**r, **_floats(r)} for r in cca_rows], target, out / "cca_layers"
+        )
+        figure_names.append("cca_layers.png")
+        figures.gain_scatter(gain_points, gain_stats, out / "cca_vs_auc_gain")
+        figure_names.append("cca_vs_auc_gain.png")
+    if sim_rows:
+        figures.similarity_boxplot(sim_rows, out / "similarity")
+        figure_names.append("similarity.png")
+    networks, _ = networks_of_fold(workdir, config, config.grid.folds[0], seed)
+    kernels = conv1_kernels(workdir, config, networks)
+    if kernels:
+        figures.conv1_filters(kernels, out / "conv1_filters")
+        figure_names.append("conv1_filters.png")
+
+    ref = read_reference(Path(reference), target) if reference else None
+    details = {
+        "protocol": config.protocol,
+        "image size": f"{config.data.size} px (the training size; CCA.py used "
+        "96/112/224 per target)",
+        "folds": ", ".join(f"fold{k}" for k in config.grid.folds),
+        "CCA stimuli": "each fold's held-out test split",
+        "CCA sampling": f"p = {sampling.PAPER_DATAPOINTS} datapoints, d = "
+        f"{sampling.PAPER_CHANNELS} channels, {sampling.PAPER_REPETITIONS} "
+        f"repetitions, seed {seed} (CCA_{target}_sampling.json)",
+        "model": config.model.name,
+        "notes": notes,
+    }
+    text = report.render(
+        workdir=str(workdir),
+        target=target,
+        details=details,
+        auc_rows=auc_rows,
+        cca_rows=cca_rows,
+        similarity_rows=sim_rows,
+        gain_stats=gain_stats,
+        full_depth_rows=full_rows,
+        full_depth_taps=full_taps,
+        reference=ref,
+        figures=figure_names,
+    )
+    experiment.write_atomic(out / "report.md", text + "\n")
+    summary = {
+        "target": target,
+        "cca_rows": len(cca_rows),
+        "similarity_rows": len(sim_rows),
+        "gain_stats": gain_stats,
+        "timings_s": timings,
+        "notes": notes,
+        "figures": figure_names,
+    }
+    experiment.write_atomic(
+        out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n"
+    )
+    return summary
+
+
+def _floats(row: dict) -> dict:
+    return {
+        layer: float(row[layer]) if row[layer] != "" else float("nan")
+        for layer in sampling.LAYER_NAMES
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workdir", required=True, help="a finished grid workdir")
+    parser.add_argument(
+        "--reference", default=None, help="the paper's result CSVs, for report.md"
+    )
+    parser.add_argument(
+        "--full_depth",
+        action="store_true",
+        help="also CCA at every block on all channels (streamed; slow)",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch_size", type=int, default=32)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    summary = run(
+        args.workdir,
+        args.reference,
+        full_depth=args.full_depth,
+        seed=args.seed,
+        batch_size=args.batch_size,
+    )
+    print(f"wrote {Path(args.workdir) / 'analysis'}: report.md, {summary['figures']}")
+    for note in summary["notes"]:
+        print(f"note: {note}")
+    return 0
+
+
+if __name__ == "__main__":
+    main()
