@@ -1,0 +1,114 @@
+"""Prediction similarity by hand; §8 and §9 recomputed from the paper's own CSVs."""
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jaxtransfer.analysis import similarity
+
+REFERENCE = Path(__file__).resolve().parents[2].parent / "shared" / "reference"
+PAPER_RESULTS = REFERENCE / "paper_results"
+# PROTOCOL.md §9: OLS slope / Pearson r per layer conv1..block4.
+PAPER_GAIN = {
+    "ImageNet": [(-1.15, -0.16), (-0.15, -0.03), (-0.22, -0.07), (-0.21, -0.10),
+                 (-0.24, -0.13)],
+    "RadImageNet": [(-0.44, -0.15), (-1.93, -0.45), (-1.64, -0.43), (-3.00, -0.56),
+                    (-2.46, -0.47)],
+}  # fmt: skip
+
+
+def _read(name):
+    with open(PAPER_RESULTS / name, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_prediction_similarity_by_hand():
+    labels = np.array([0, 1, 1, 0, 2])
+    # model 1 right on 0, 1, 2 (a1 = 0.6); model 2 right on 0, 3 (a2 = 0.4)
+    probs1 = np.eye(3)[[0, 1, 1, 1, 0]]
+    probs2 = np.eye(3)[[0, 0, 0, 0, 1]]
+    sim = similarity.prediction_similarity(probs1, probs2, labels)
+    # errors 1: F F F T T; errors 2: F T T F T -> agree on images 0 and 4.
+    assert sim["real"] == pytest.approx(2 / 5)
+    assert sim["rand"] == pytest.approx(0.6**2 + 0.4**2)
+    assert sim["rand_symmetric"] == pytest.approx(0.6 * 0.4 + 0.4 * 0.6)
+    assert (sim["accuracy1"], sim["accuracy2"], sim["count"]) == (
+        pytest.approx(0.6),
+        pytest.approx(0.4),
+        5,
+    )
+
+
+def test_sigmoid_and_two_way_softmax_heads():
+    labels = np.array([1, 0, 1, 0])
+    sigmoid = np.array([[0.9], [0.2], [0.4], [0.7]])  # right, right, wrong, wrong
+    softmax = np.array([[0.2, 0.8], [0.6, 0.4], [0.3, 0.7], [0.9, 0.1]])  # all right
+    np.testing.assert_array_equal(similarity.predicted_classes(sigmoid), [1, 0, 0, 1])
+    sim = similarity.prediction_similarity(sigmoid, softmax, labels)
+    assert sim["real"] == 0.5 and sim["rand"] == pytest.approx(0.5)
+    assert sim["rand_symmetric"] == pytest.approx(0.5)
+
+
+def test_target_names_and_gain():
+    assert similarity.target_of("pcam-small-ImageNet-freezeFalse", "ImageNet") == (
+        "pcam-small"
+    )
+    assert similarity.relative_gain(0.9, 0.6) == pytest.approx(0.5)
+    rows = [
+        {"model1": "knee-RadImageNet-freezeFalse", "model2": "RadImageNet",
+         "fold": "fold1", "conv1": "0.5", "block1": "", "block2": "0.1",
+         "block3": "0.1", "block4": "0.1"},
+        {"model1": "knee-ImageNet-freezeFalse", "model2": "ImageNet",
+         "fold": "fold1", "conv1": "0.9", "block1": "0.1", "block2": "0.1",
+         "block3": "0.1", "block4": "0.1"},
+    ]  # fmt: skip
+    auc = [
+        {"target": "knee", "source": "RadImageNet", "freeze": "freezeFalse",
+         "fold": "fold1", "AUC": "0.8"},
+        {"target": "knee", "source": "random", "freeze": "freezeFalse",
+         "fold": "fold1", "AUC": "0.5"},
+    ]  # fmt: skip
+    points = similarity.gain_points(rows, auc, "RadImageNet")
+    assert len(points) == 1 and points[0]["gain"] == pytest.approx(0.6)
+    assert points[0]["conv1"] == 0.5 and np.isnan(points[0]["block1"])
+    assert similarity.gain_points(rows, auc, "ImageNet") == []  # no ImageNet AUC
+
+
+@pytest.mark.skipif(
+    not PAPER_RESULTS.is_dir(), reason=f"paper result CSVs not at {PAPER_RESULTS}"
+)
+@pytest.mark.parametrize(
+    "source,file",
+    [("ImageNet", "simVSaucImNet.csv"), ("RadImageNet", "simVSaucRadNet.csv")],
+)
+def test_cca_vs_auc_gain_reproduces_the_paper_from_its_own_tables(source, file):
+    points = similarity.gain_points(_read(file), _read("AUC.csv"), source)
+    assert len(points) == 35
+    assert len({p["target"] for p in points}) == 7
+    stats = similarity.gain_regression(points)
+    got = [(round(stats[layer]["slope"], 2), round(stats[layer]["r"], 2))
+           for layer in similarity.LAYERS]  # fmt: skip
+    assert got == PAPER_GAIN[source]
+    assert all(stats[layer]["n"] == 35 for layer in similarity.LAYERS)
+    assert all(0 < stats[layer]["p"] < 1 for layer in similarity.LAYERS)
+
+
+@pytest.mark.skipif(
+    not PAPER_RESULTS.is_dir(), reason=f"paper result CSVs not at {PAPER_RESULTS}"
+)
+@pytest.mark.parametrize("target,size", [("breast", 156), ("thyroid", 96)])
+def test_paper_baseline_is_reproduced_from_an_accuracy_of_k_over_n(target, size):
+    # §8: every 'rand' value is a^2 + (1 - a)^2 with a = k / N the ImageNet model's
+    # accuracy on the v1 held-out fold (N = 156 for breast, 96 for thyroid).
+    rows = [r for r in _read("similarity.csv") if r["target"] == target]
+    assert len(rows) == 20
+    labels = np.zeros(size, np.int64)
+    for row in (r for r in rows if r["prob"] == "rand"):
+        value = float(row["value"])
+        k = round(size * (1 + np.sqrt(2 * value - 1)) / 2)
+        probs = np.eye(2)[(np.arange(size) >= k).astype(int)]  # k right, N - k wrong
+        sim = similarity.prediction_similarity(probs, np.eye(2)[labels], labels)
+        assert sim["accuracy1"] == pytest.approx(k / size)
+        assert sim["rand"] == pytest.approx(value, abs=1e-12), row
