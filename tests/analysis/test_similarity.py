@@ -111,4 +111,5 @@ def test_paper_baseline_is_reproduced_from_an_accuracy_of_k_over_n(target, size)
         probs = np.eye(2)[(np.arange(size) >= k).astype(int)]  # k right, N - k wrong
         sim = similarity.prediction_similarity(probs, np.eye(2)[labels], labels)
         assert sim["accuracy1"] == pytest.approx(k / size)
-        assert sim["rand"] == pytest.approx(value, abs=1e-12), row
+        # Keras' evaluate() reports the accuracy in float32: agreement to ~1e-7.
+        assert sim["rand"] == pytest.approx(value, abs=1e-7), row
