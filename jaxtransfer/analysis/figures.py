@@ -5,6 +5,7 @@ stem; files are written atomically (a hidden partial file, then a rename).
 """
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -91,8 +92,10 @@ def _layer_curve(ax, rows, model1, model2, label, color, marker="o"):
     if not chosen:
         return False
     values = np.array([[float(r[layer]) for layer in LAYERS] for r in chosen])
-    mean = np.nanmean(values, axis=0)
-    std = np.nanstd(values, axis=0, ddof=1) if len(values) > 1 else None
+    with warnings.catch_warnings():  # all-NaN layers (too few datapoints) stay NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(values, axis=0)
+        std = np.nanstd(values, axis=0, ddof=1) if len(values) > 1 else None
     x = np.arange(len(LAYERS))
     ax.errorbar(x, mean, yerr=std, label=label, color=color, marker=marker, capsize=3)
     return True

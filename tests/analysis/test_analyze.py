@@ -1,0 +1,146 @@
+"""The analysis CLI end to end on a tiny finished grid, against the paper's tables."""
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from configs import demo
+from jaxtransfer import analyze, experiment
+
+REFERENCE = Path(__file__).resolve().parents[2].parent / "shared" / "reference"
+PAPER_RESULTS = REFERENCE / "paper_results"
+PAPER_SCHEMA_FILES = {
+    "CCA_breast.csv": "CCA_breast.csv",
+    "similarity.csv": "similarity.csv",
+    "simVSaucImNet.csv": "simVSaucImNet.csv",
+    "simVSaucRadNet.csv": "simVSaucRadNet.csv",
+    "AUC_mean.csv": "AUC_mean.csv",
+}
+
+
+def _rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _header(path):
+    with open(path, newline="") as f:
+        return next(csv.reader(f))
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """A finished breast grid: all sources and freeze settings, one fold, tiny."""
+    tmp = tmp_path_factory.mktemp("grid")
+    config = demo.get_config()
+    config.data.manual_dir = str(tmp / "raw")
+    config.data.data_dir = str(tmp / "prepared")
+    config.data.synthetic_options.counts = {"benign": 40, "malignant": 30, "normal": 10}
+    config.grid.folds = (1,)
+    config.train.num_epochs = 1
+    config.train.head_num_epochs = 1
+    experiment.run(config, tmp / "run")
+    return tmp / "run"
+
+
+@pytest.mark.skipif(
+    not PAPER_RESULTS.is_dir(), reason=f"paper result CSVs not at {PAPER_RESULTS}"
+)
+def test_cli_writes_paper_schemas_and_a_side_by_side_report(workdir):
+    assert (
+        analyze.main(["--workdir", str(workdir), "--reference", str(PAPER_RESULTS)])
+        == 0
+    )
+    out = workdir / "analysis"
+    for ours, paper in PAPER_SCHEMA_FILES.items():
+        assert _header(out / ours) == _header(PAPER_RESULTS / paper), ours
+
+    cca_rows = _rows(out / "CCA_breast.csv")
+    assert len(cca_rows) == 14  # every pair of the paper, one fold
+    assert {r["fold"] for r in cca_rows} == {"fold1"}
+    assert {(r["model1"], r["model2"]) for r in cca_rows} == {
+        (r["model1"], r["model2"]) for r in _rows(PAPER_RESULTS / "CCA_breast.csv")
+    }
+    for row in cca_rows:
+        for layer in ("conv1", "block1", "block2"):  # enough datapoints here
+            assert 0.0 < float(row[layer]) <= 1.0 + 1e-6
+    sampling = json.loads((out / "CCA_breast_sampling.json").read_text())
+    fold = sampling["folds"]["fold1"]
+    assert fold["stimuli"].startswith("fold1_test")
+    assert fold["repetitions"] == 5 and fold["seed"] == [0, 1]
+    assert set(fold["taps"]) == {
+        "conv1_relu",
+        "conv2_block1_out",
+        "conv3_block1_out",
+        "conv4_block1_out",
+        "conv5_block1_out",
+    }
+
+    sim = _rows(out / "similarity.csv")
+    assert [(r["freeze"], r["prob"]) for r in sim] == [
+        ("freezeFalse", "real"),
+        ("freezeFalse", "rand"),
+        ("freezeTrue", "real"),
+        ("freezeTrue", "rand"),
+    ]
+    assert _rows(out / "simVSaucImNet.csv") == [
+        r
+        for r in cca_rows
+        if (r["model1"], r["model2"]) == ("breast-ImageNet-freezeFalse", "ImageNet")
+    ]
+    for name in ("auc", "cca_layers", "similarity", "cca_vs_auc_gain", "conv1_filters"):
+        for ext in ("png", "pdf"):
+            assert (out / f"{name}.{ext}").stat().st_size > 1000
+    assert not list(out.glob(".*partial"))
+
+    report = (out / "report.md").read_text()
+    # Paper AUC from AUC_mean.csv beside this run's (one fold: no SD).
+    run_auc = {
+        (r["source"], r["freeze"]): float(r["AUC"]) for r in _rows(workdir / "AUC.csv")
+    }
+    line = next(
+        ln
+        for ln in report.splitlines()
+        if ln.startswith("| breast | ImageNet | freezeFalse |")
+    )
+    assert "90.5 ± 3.83" in line
+    assert f"{100 * run_auc[('ImageNet', 'freezeFalse')]:.1f}" in line
+    assert "| breast | random | freezeFalse |" in report and "51.2 ± 9.99" in report
+    # Paper CCA, mean ± SD over its 5 folds, from CCA_breast.csv.
+    paper = [
+        float(r["conv1"])
+        for r in _rows(PAPER_RESULTS / "CCA_breast.csv")
+        if (r["model1"], r["model2"]) == ("breast-ImageNet-freezeFalse", "ImageNet")
+    ]
+    expected = f"{np.mean(paper):.2f} ± {np.std(paper, ddof=1):.2f}"
+    paper_line = next(
+        ln
+        for ln in report.splitlines()
+        if ln.startswith("| breast-ImageNet-freezeFalse | ImageNet | paper |")
+    )
+    assert paper_line.split(" | ")[3] == expected
+    assert "| breast-ImageNet-freezeFalse | ImageNet | this run |" in report
+    # Prediction similarity and the §9 regression, paper beside run.
+    paper_sim = [
+        float(r["value"])
+        for r in _rows(PAPER_RESULTS / "similarity.csv")
+        if (r["target"], r["freeze"], r["prob"]) == ("breast", "freezeFalse", "real")
+    ]
+    assert f"{np.mean(paper_sim):.3f} ± {np.std(paper_sim, ddof=1):.3f}" in report
+    assert "-3.00 / -0.56 (n=35)" in report  # RadImageNet block3, pooled paper data
+
+
+def test_rerun_with_the_same_seed_reproduces_the_cca(workdir):
+    first = (workdir / "analysis" / "CCA_breast.csv").read_text()
+    analyze.run(workdir, seed=0)
+    assert (workdir / "analysis" / "CCA_breast.csv").read_text() == first
+    assert (
+        "paper"
+        not in (workdir / "analysis" / "report.md")
+        .read_text()
+        .split("## Test AUC")[1]
+        .split("\n")[2]
+    )
