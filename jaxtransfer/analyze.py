@@ -379,12 +379,14 @@ def run(
         experiment.write_atomic(
             out / f"CCA_{target}_sampling.json",
             json.dumps(
-                {
-                    "protocol": "PROTOCOL.md section 7 (svcca mean CCA, epsilon 1e-12)",
-                    "seed": seed,
-                    "image_size": config.data.size,
-                    "folds": sampling_info,
-                },
+                _jsonable(
+                    {
+                        "protocol": "PROTOCOL.md §7 (svcca mean CCA, epsilon 1e-12)",
+                        "seed": seed,
+                        "image_size": config.data.size,
+                        "folds": sampling_info,
+                    }
+                ),
                 indent=1,
             )
             + "\n",
@@ -489,16 +491,25 @@ def run(
         "figures": figure_names,
     }
     experiment.write_atomic(
-        out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n"
+        out / "summary.json",
+        json.dumps(_jsonable(summary), indent=2, default=str) + "\n",
     )
     return summary
 
 
+def _jsonable(value):
+    """NaN/inf -> None, so the JSON is strict."""
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
 def _floats(row: dict) -> dict:
-    return {
-        layer: float(row[layer]) if row[layer] != "" else float("nan")
-        for layer in sampling.LAYER_NAMES
-    }
+    return {layer: similarity.cell_float(row[layer]) for layer in sampling.LAYER_NAMES}
 
 
 def main(argv=None) -> int:

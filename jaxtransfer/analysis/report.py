@@ -7,7 +7,7 @@ Pure text rendering from rows (dicts as read from the result CSVs); the driver
 import math
 from collections.abc import Sequence
 
-from jaxtransfer.analysis.similarity import LAYERS, mean_std
+from jaxtransfer.analysis.similarity import LAYERS, cell_float, mean_std
 
 AUC_SETTINGS = (
     ("ImageNet", "freezeFalse"),
@@ -63,9 +63,9 @@ def cca_summary(rows: Sequence[dict]) -> dict[tuple[str, str], dict[str, tuple]]
         pair: {
             layer: mean_std(
                 [
-                    float(r[layer])
+                    cell_float(r[layer])
                     for r in rows
-                    if (r["model1"], r["model2"]) == pair and r[layer] != ""
+                    if (r["model1"], r["model2"]) == pair
                 ]
             )
             for layer in LAYERS
@@ -232,7 +232,7 @@ def render(
                 [
                     *pair,
                     *(
-                        _fmt(mean_std([float(r[t]) for r in chosen])[0], math.nan)
+                        _fmt(mean_std([cell_float(r[t]) for r in chosen])[0], math.nan)
                         for t in full_depth_taps
                     ),
                 ]

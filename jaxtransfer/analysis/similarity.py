@@ -120,13 +120,13 @@ def gain_points(
                 "target": key[0],
                 "fold": key[1],
                 "gain": relative_gain(finetuned[key], random[key]),
-                **{layer: _float(row[layer]) for layer in LAYERS if layer in row},
+                **{layer: cell_float(row[layer]) for layer in LAYERS if layer in row},
             }
         )
     return points
 
 
-def _float(value) -> float:
+def cell_float(value) -> float:
     """A CSV cell as float; empty cells (undefined CCA) are NaN."""
     return float("nan") if value in ("", None) else float(value)
 
