@@ -179,7 +179,8 @@ def cca_of_fold(
     stimuli = loader.load_split(
         experiment.dataset_dir(config), f"fold{fold}_test"
     ).images
-    probe, _ = networks[pairs.RANDOM].load()
+    # Tap shapes from an abstract copy of the architecture (no weights initialised).
+    probe = nnx.eval_shape(lambda: networks[pairs.RANDOM].load()[0])
     shapes = sampling.tap_shapes(probe, stimuli.shape[1:3], probe.study_taps)
     plan = sampling.make_plan(shapes, len(stimuli), seed=(seed, fold))
     start = time.perf_counter()
