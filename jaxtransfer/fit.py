@@ -21,9 +21,10 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
+from jax.sharding import Mesh
 from tqdm import tqdm
 
-from jaxtransfer import train
+from jaxtransfer import sharding, train
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,11 +141,20 @@ def run_stages(
     checkpointer: RunCheckpointer,
     log: Callable[[dict], None] = lambda record: None,
     progress_desc: str = "",
+    mesh: Mesh | None = None,
 ) -> list[dict]:
     """Trains ``model`` through ``stages`` in place, resuming from ``checkpointer``.
 
+    With a ``mesh``, the state is replicated over its devices and every batch is
+    sharded over them (``data`` must already be replicated there).
+
     Returns the per-epoch history (one dict per epoch, all stages).
     """
+    if mesh is not None:
+        step_config = dataclasses.replace(
+            step_config, batch_sharding=sharding.batch_sharded(mesh)
+        )
+    sync_every_step = mesh is not None and sharding.needs_step_sync(mesh)
     saved = checkpointer.progress()
     start_stage = saved["stage"] if saved else 0
     history = saved["history"] if saved else []
@@ -155,6 +165,8 @@ def run_stages(
         )
         trainable = train.head_only if stage.head_only else nnx.Param
         graphdef, state = train.create_state(model, stage_config.optimizer, trainable)
+        if mesh is not None:
+            state = sharding.put_replicated(state, mesh)
         best = train.copy_weights(state)
         stopper = train.EarlyStopping(stage.mode, stage.patience)
         start_epoch = 0
@@ -198,6 +210,8 @@ def run_stages(
                     step_rng,
                 )
                 sums.append(step_sums)
+                if sync_every_step:
+                    jax.block_until_ready(state)
                 bar.update()
             sums = jax.device_get(sums)  # one transfer per epoch
             seconds = time.perf_counter() - start

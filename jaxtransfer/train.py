@@ -50,6 +50,8 @@ class StepConfig:
     preprocessing: str = "caffe"
     compute_dtype: str = "float32"
     augment: augment_lib.AugmentConfig | None = None
+    # Where each step's batch lives (sharding.batch_sharded); None: one device.
+    batch_sharding: Any = None
 
     @property
     def optimizer(self) -> optax.GradientTransformation:
@@ -83,9 +85,13 @@ def update_model(model: nnx.Module, state: TrainState) -> None:
     nnx.update(model, state.trainable, state.frozen, state.batch_stats)
 
 
-def _gather(images, labels, indices, num_classes, augment, rng, preprocessing):
+def _gather(
+    images, labels, indices, num_classes, augment, rng, preprocessing, sharding
+):
     """Batch ``indices`` of the on-device split: augmented, preprocessed, one-hot."""
     batch = images[indices].astype(jnp.float32)  # (B, H, W, 3) in 0..255
+    if sharding is not None:  # split the batch (and all work on it) over devices
+        batch = jax.lax.with_sharding_constraint(batch, sharding)
     if augment is not None:
         batch = augment_lib.augment(rng, batch, augment)
     batch = preprocess.get(preprocessing)(batch)
@@ -113,6 +119,7 @@ def train_step(
         config.augment,
         augment_rng,
         config.preprocessing,
+        config.batch_sharding,
     )
     batch = batch.astype(config.compute_dtype)
 
@@ -167,7 +174,14 @@ def eval_step(
 ) -> tuple[dict[str, jax.Array], jax.Array]:
     """Inference on ``images[indices]``: masked metric sums and probabilities."""
     batch, onehot = _gather(
-        images, labels, indices, num_classes, None, None, config.preprocessing
+        images,
+        labels,
+        indices,
+        num_classes,
+        None,
+        None,
+        config.preprocessing,
+        config.batch_sharding,
     )
     model = nnx.merge(graphdef, state.trainable, state.frozen, state.batch_stats)
     logits, _ = model(batch.astype(config.compute_dtype), taps=())
@@ -179,7 +193,13 @@ def eval_step(
         "correct": (correct & mask).sum().astype(jnp.float32),
         "count": mask.sum().astype(jnp.float32),
     }
-    return sums, metrics.probabilities(logits)
+    probs = metrics.probabilities(logits)
+    if config.batch_sharding is not None:  # every process gets every probability
+        everywhere = jax.sharding.NamedSharding(
+            config.batch_sharding.mesh, jax.sharding.PartitionSpec()
+        )
+        probs = jax.lax.with_sharding_constraint(probs, everywhere)
+    return sums, probs
 
 
 @dataclasses.dataclass

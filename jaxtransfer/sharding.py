@@ -1,0 +1,67 @@
+"""Devices: one 1-axis ``data`` mesh over every device of every process.
+
+State and the on-device splits are replicated; each step's batch is sharded over
+the ``data`` axis by a sharding constraint right after it is gathered, so XLA
+splits the forward/backward pass across devices and BatchNorm statistics, losses
+and gradients are reduced over the global batch. Results therefore do not depend
+on the device count beyond float rounding. Every process holds the (small) split
+and computes the same batch indices from the same keys, so no host feeds another.
+"""
+
+import os
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+DATA_AXIS = "data"
+
+
+def initialize_distributed(
+    coordinator_address: str, num_processes: int, process_id: int
+) -> None:
+    """Joins a multi-process run (a TPU pod slice, several GPU hosts, or CPUs).
+
+    CPU collectives go through gloo (the setting only concerns the CPU client, so
+    it is harmless on accelerators). Call before anything touches devices.
+    """
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(
+        coordinator_address=coordinator_address,
+        num_processes=num_processes,
+        process_id=process_id,
+    )
+
+
+def make_mesh(devices=None) -> Mesh:
+    """A 1-axis mesh over ``devices`` (default: all devices of all processes)."""
+    devices = jax.devices() if devices is None else devices
+    return Mesh(np.asarray(devices), (DATA_AXIS,))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, PartitionSpec())
+
+
+def batch_sharded(mesh: Mesh) -> NamedSharding:
+    """Leading (batch) axis split over the ``data`` axis."""
+    return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+
+
+def put_replicated(tree, mesh: Mesh):
+    """Places host arrays (identical on every process) on every device of ``mesh``."""
+    sharding = replicated(mesh)
+    return jax.tree.map(
+        lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)),
+        tree,
+    )
+
+
+def needs_step_sync(mesh: Mesh) -> bool:
+    """True where sharded steps must be blocked on one by one.
+
+    More virtual CPU devices than cores can deadlock jaxlib 0.10's CPU runtime when
+    several sharded steps are in flight at once.
+    """
+    platform = mesh.devices.flat[0].platform
+    return platform == "cpu" and mesh.devices.size > (os.cpu_count() or 1)
