@@ -62,6 +62,11 @@ def get_config(arg: str | None = None) -> ConfigDict:
     config.eval = ConfigDict()
     config.eval.auc = "keras_micro"  # Q5: keras_micro | micro | weighted | binary
 
+    config.analysis = ConfigDict()
+    config.analysis.enabled = True  # CCA, similarity, figures, report.md
+    config.analysis.reference = ""  # the paper's result CSVs, for side by side
+    config.analysis.full_depth = False  # all 16 blocks, all channels (slow on CPU)
+
     config.log = ConfigDict()
     config.log.progress = True
 

@@ -407,6 +407,15 @@ def run(config: ConfigDict, workdir: str | os.PathLike) -> dict:
     summary = {"runs": results, "AUC": summarize(results)}
     write_atomic(workdir / "summary.json", json.dumps(summary, indent=2) + "\n")
     print_table(config, summary["AUC"])
+    if config.analysis.enabled:
+        from jaxtransfer import analyze  # local: analyze imports this module
+
+        analyze.run(
+            workdir,
+            reference=config.analysis.reference or None,
+            full_depth=config.analysis.full_depth,
+            seed=config.seed,
+        )
     return summary
 
 

@@ -19,6 +19,7 @@ def _config(tmp_path):
     config.grid.folds = (1,)
     config.train.num_epochs = 2
     config.train.head_num_epochs = 1
+    config.analysis.enabled = False  # tested on its own in tests/analysis
     return config
 
 
