@@ -17,22 +17,19 @@ seconds, per_cca_ms, device, and speedup where it applies. Run:
     .venv/bin/python benchmarks/cca.py --quick    # small smoke run
 """
 
+import argparse
+import json
+import math
 import os
+import sys
+import time
 
-# jaxlib 0.10.2 on small CPUs can deadlock in programs mixing matmuls with eigh/svd.
-_FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
-if _FLAG not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _FLAG).strip()
+import jax
+import jax.numpy as jnp
+import numpy as np
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-import time  # noqa: E402
-
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-
+# Importable from a plain checkout too (the GPU machines run it without installing).
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from jaxtransfer.analysis import cca  # noqa: E402
 
 PAPER_NUM_CCAS = 14 * 5 * 5 * 5

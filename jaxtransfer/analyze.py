@@ -22,35 +22,29 @@ atomically:
   channels and all stimuli (streamed covariances; beyond the paper).
 """
 
+import argparse
+import csv
+import io
+import json
+import logging
 import os
+import time
+from pathlib import Path
 
-# jaxlib 0.10 on small CPUs can deadlock in programs mixing matmuls with eigh/svd.
-_FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
-if _FLAG not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_FLAG}".strip()
+import numpy as np
+from flax import nnx
+from ml_collections import ConfigDict
 
-import argparse  # noqa: E402
-import csv  # noqa: E402
-import io  # noqa: E402
-import json  # noqa: E402
-import logging  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-from flax import nnx  # noqa: E402
-from ml_collections import ConfigDict  # noqa: E402
-
-from jaxtransfer import experiment  # noqa: E402
-from jaxtransfer.analysis import (  # noqa: E402
+from jaxtransfer import experiment
+from jaxtransfer.analysis import (
     figures,
     pairs,
     report,
     sampling,
     similarity,
 )
-from jaxtransfer.data import loader  # noqa: E402
-from jaxtransfer.models import pretrained, resnet  # noqa: E402
+from jaxtransfer.data import loader
+from jaxtransfer.models import pretrained, resnet
 
 CCA_HEADER = ["model1", "model2", "fold", "stimuli", *sampling.LAYER_NAMES]
 SIMILARITY_HEADER = ["target", "model1", "model2", "freeze", "fold", "prob", "value"]

@@ -9,16 +9,11 @@ Intentionally short: everything it calls can be imported and tested.
 import logging
 import os
 
-# jaxlib 0.10 on small CPUs can deadlock in programs mixing matmuls with eigh/svd.
-_FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
-if _FLAG not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_FLAG}".strip()
+import jax
+from absl import app, flags
+from ml_collections import config_flags
 
-import jax  # noqa: E402
-from absl import app, flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
-
-from jaxtransfer import experiment  # noqa: E402
+from jaxtransfer import experiment
 
 _CONFIG = config_flags.DEFINE_config_file("config", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "where runs and results go")

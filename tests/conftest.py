@@ -1,10 +1,8 @@
-"""Test set-up: CPU only, the deadlock-free XLA scheduler, Keras on the JAX backend."""
+"""Test set-up: CPU only, Keras on the JAX backend, the deadlock-safe XLA flag."""
 
 import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("KERAS_BACKEND", "jax")
-# jaxlib 0.10.2 on small CPUs can deadlock in programs mixing matmuls with eigh/svd.
-_flag = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
-if _flag not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _flag).strip()
+
+import jaxtransfer  # noqa: E402, F401  (sets the XLA flag that avoids a CPU deadlock)

@@ -41,6 +41,21 @@ _HIGHEST = jax.lax.Precision.HIGHEST
 _EIGENVALUE_CUTOFF = 10
 
 
+def check_finite(x, what: str) -> None:
+    """Raises a clear error if ``x`` holds NaN or inf.
+
+    The kernels assume finite input (under jit they cannot raise); drivers call
+    this on the host so a bad network or image gives an error, not a number.
+    """
+    values = np.asarray(x)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        raise FloatingPointError(
+            f"{what}: {int(bad.sum())} of {values.size} values are NaN or inf; "
+            "CCA needs finite activations"
+        )
+
+
 def _float_dtype(*arrays):
     """Floating dtype to compute in: the promoted input dtype, at least float32."""
     dtype = jnp.result_type(*arrays)

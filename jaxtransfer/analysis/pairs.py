@@ -197,6 +197,7 @@ def paper_cca(
             model, preprocessing, stimuli, plan, batch_size
         )
         for tap in plan.taps:
+            cca.check_finite(acts[tap], f"activations of {name} at {tap}")
             stacked[tap][:, k] = acts[tap]
         del model, acts
     if activations_hook is not None:

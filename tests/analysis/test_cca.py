@@ -308,3 +308,12 @@ def test_linear_cka_invariances(debiased):
     stretched = x * np.geomspace(1, 20, 6).astype(np.float32)
     changed = float(linear_cka(stretched, y, debiased=debiased))
     assert abs(changed - values[0]) > 1e-3
+
+
+def test_non_finite_input_is_a_clear_error():
+    x = np.ones((20, 3), np.float32)
+    cca.check_finite(x, "fine")
+    x[4, 1] = np.nan
+    x[5, 2] = np.inf
+    with pytest.raises(FloatingPointError, match="layer x: 2 of 60 values are NaN"):
+        cca.check_finite(x, "layer x")
