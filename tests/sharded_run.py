@@ -18,6 +18,7 @@ parser.add_argument("--devices", type=int, default=1)
 parser.add_argument("--process", type=int, default=0)
 parser.add_argument("--processes", type=int, default=1)
 parser.add_argument("--coordinator", default="")
+parser.add_argument("--compilation_cache", default="")
 args = parser.parse_args()
 
 os.environ["JAX_PLATFORMS"] = "cpu"
@@ -34,6 +35,11 @@ from flax import nnx  # noqa: E402
 from jaxtransfer import fit, sharding, train  # noqa: E402
 from jaxtransfer.models import resnet  # noqa: E402
 
+# Short tests: XLA's optimisation passes cost more than they save here.
+jax.config.update("jax_disable_most_optimizations", True)
+if args.compilation_cache:  # reruns of the same set-up skip compiling
+    jax.config.update("jax_compilation_cache_dir", args.compilation_cache)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 if args.processes > 1:
     sharding.initialize_distributed(args.coordinator, args.processes, args.process)
 

@@ -1,14 +1,17 @@
-"""Training does not depend on the device count: 1 vs 8 devices vs 2 processes.
+"""Training does not depend on the device count, and survives SIGKILL.
 
-Each set-up runs in its own process (the device count is fixed when jax starts);
-8 virtual CPU devices exceed the cores here, which the trainer detects and handles
-by blocking on every step.
+Each set-up runs in its own process (the device count is fixed when jax starts):
+1 device, 8 virtual devices (more than the cores here, which the trainer detects
+and handles by blocking on every step), 2 processes over localhost, and a run
+killed with SIGKILL mid-training then re-run.
 """
 
 import json
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,14 +20,24 @@ import pytest
 SCRIPT = Path(__file__).with_name("sharded_run.py")
 
 
-def _run(output, *extra, processes=1):
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """A compilation cache shared by the module's runs of the same programs."""
+    return str(tmp_path_factory.mktemp("compilation_cache"))
+
+
+def _command(output, cache):
+    return [sys.executable, str(SCRIPT), str(output), "--compilation_cache", cache]
+
+
+def _run(output, cache, *extra, processes=1):
     port = None
     if processes > 1:
         with socket.socket() as s:
             s.bind(("localhost", 0))
             port = s.getsockname()[1]
     commands = [
-        [sys.executable, str(SCRIPT), str(output), *extra]
+        [*_command(output, cache), *extra]
         + (
             [
                 "--process",
@@ -50,8 +63,8 @@ def _run(output, *extra, processes=1):
 
 
 @pytest.fixture(scope="module")
-def one_device(tmp_path_factory):
-    return _run(tmp_path_factory.mktemp("one") / "result.json")
+def one_device(tmp_path_factory, cache):
+    return _run(tmp_path_factory.mktemp("one") / "result.json", cache)
 
 
 def _assert_same_training(actual, expected):
@@ -66,14 +79,38 @@ def _assert_same_training(actual, expected):
     np.testing.assert_allclose(actual["checksum"], expected["checksum"], rtol=1e-5)
 
 
-def test_eight_devices_match_one(one_device, tmp_path):
-    eight = _run(tmp_path / "result.json", "--devices", "8")
+def test_eight_devices_match_one(one_device, cache, tmp_path):
+    eight = _run(tmp_path / "result.json", cache, "--devices", "8")
     assert one_device["devices"] == 1 and eight["devices"] == 8
     assert eight["param_devices"] == 8  # the state really is on all eight
     _assert_same_training(eight, one_device)
 
 
-def test_two_processes_match_one(one_device, tmp_path):
-    two = _run(tmp_path / "result.json", processes=2)
+def test_two_processes_match_one(one_device, cache, tmp_path):
+    two = _run(tmp_path / "result.json", cache, processes=2)
     assert two["devices"] == 2 and two["param_devices"] == 2
     _assert_same_training(two, one_device)
+
+
+def test_sigkill_mid_training_then_rerun_matches_uninterrupted(
+    one_device, cache, tmp_path
+):
+    output = tmp_path / "result.json"
+    checkpoints = Path(f"{output}.ckpt")
+    process = subprocess.Popen(
+        _command(output, cache), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 300
+    # Kill once the fine-tuning stage has saved its first epoch (checkpoint 2).
+    while time.monotonic() < deadline and process.poll() is None:
+        steps = [int(p.name) for p in checkpoints.glob("*") if p.name.isdigit()]
+        if steps and max(steps) >= 2:
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "the run finished before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not output.exists()
+    resumed = _run(output, cache)
+    _assert_same_training(resumed, one_device)
+    assert resumed["checksum"] == one_device["checksum"]  # same device: bit for bit
