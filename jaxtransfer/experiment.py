@@ -25,11 +25,13 @@ import shutil
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import tensorboardX
 from flax import nnx
 from ml_collections import ConfigDict
 
-from jaxtransfer import fit, metrics, train
+from jaxtransfer import fit, metrics, sharding, train
 from jaxtransfer.data import augment, builders, loader, prepare, synthetic
 from jaxtransfer.models import pretrained, resnet
 
@@ -204,7 +206,13 @@ def build_model(config: ConfigDict, spec: RunSpec, outputs: int) -> resnet.ResNe
     rngs = nnx.Rngs(jax.random.fold_in(jax.random.key(config.seed), spec.fold))
     make = resnet.ResNet50 if config.model.name == "resnet50" else resnet._ResNetTiny
     dropout = 0.0 if spec.source == "random" else config.model.head_dropout
-    model = make(num_classes=outputs, head_dropout=dropout, rngs=rngs)
+    # Parameters stay float32 (master weights); compute_dtype sets the arithmetic.
+    model = make(
+        num_classes=outputs,
+        head_dropout=dropout,
+        rngs=rngs,
+        dtype=jnp.dtype(config.model.compute_dtype),
+    )
     if spec.source != "random" and config.model.name == "resnet50":
         source, _ = pretrained.load(config.init[spec.source])
         backbone = nnx.state(source, (nnx.Param, nnx.BatchStat))
@@ -267,15 +275,28 @@ def run_one(
             else None
         ),
     )
+    mesh = sharding.make_mesh()
     device = {
-        name: fit.Split(jax.device_put(d["images"]), jax.device_put(d["labels"]))
+        name: fit.Split(*sharding.put_replicated((d["images"], d["labels"]), mesh))
         for name, d in data.items()
     }
-    log_file = open(run_dir / "log.jsonl", "a")
+    writes = jax.process_index() == 0  # every process trains; one writes
+    log_file = open(run_dir / "log.jsonl", "a") if writes else None
+    scalars = (
+        tensorboardX.SummaryWriter(str(run_dir / "tensorboard")) if writes else None
+    )
 
     def log(record):
+        if not writes:
+            return
         log_file.write(json.dumps({"run": spec.directory, **record}) + "\n")
         log_file.flush()
+        step = len(scalars_seen)
+        scalars_seen.append(record)
+        for key, value in record.items():
+            if "/" in key:
+                scalars.add_scalar(key, value, step)
+        scalars.flush()
         logging.info(
             "%s %s epoch %d: loss %.4f val_loss %.4f val_acc %.3f (%.0f img/s)",
             spec.directory,
@@ -287,6 +308,7 @@ def run_one(
             record["timing/images_per_s"],
         )
 
+    scalars_seen: list[dict] = []
     checkpointer = fit.RunCheckpointer(run_dir / "checkpoints")
     try:
         history = fit.run_stages(
@@ -301,16 +323,23 @@ def run_one(
             checkpointer=checkpointer,
             log=log,
             progress_desc=spec.directory,
+            mesh=mesh,
         )
     finally:
         checkpointer.close()
-        log_file.close()
+        if writes:
+            log_file.close()
+            scalars.close()
 
     graphdef, state = train.create_state(model, train.optax.identity(), nnx.Param)
-    _, eval_step = train.make_steps(graphdef, outputs, step_config)
+    _, eval_step = train.make_steps(
+        graphdef,
+        outputs,
+        dataclasses.replace(step_config, batch_sharding=sharding.batch_sharded(mesh)),
+    )
     test, probs = train.evaluate(
         eval_step,
-        state,
+        sharding.put_replicated(state, mesh),
         device["test"].images,
         device["test"].labels,
         config.train.eval_batch_size,
@@ -329,12 +358,6 @@ def run_one(
         "epochs": len(history),
         "image_size": config.data.size,
     }
-    np.savez(
-        run_dir / "test_predictions.npz",
-        probs=probs,
-        labels=data["test"]["labels"],
-        paths=np.asarray(data["test"]["paths"], dtype=str),
-    )
     metadata = pretrained.make_metadata(
         model,
         source_format="jaxtransfer_run",
@@ -342,8 +365,17 @@ def run_one(
         head_activation="sigmoid" if outputs == 1 else "softmax",
     )
     pretrained.save(model, metadata, run_dir / "model", overwrite=True)
-    write_atomic(run_dir / "metrics.json", json.dumps(result, indent=2) + "\n")
-    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    if writes:
+        partial = run_dir / ".test_predictions.partial.npz"
+        np.savez(
+            partial,
+            probs=probs,
+            labels=data["test"]["labels"],
+            paths=np.asarray(data["test"]["paths"], dtype=str),
+        )
+        os.replace(partial, run_dir / "test_predictions.npz")
+        write_atomic(run_dir / "metrics.json", json.dumps(result, indent=2) + "\n")
+        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     return result
 
 

@@ -1,0 +1,56 @@
+"""Pure steps: determinism, masked evaluation, bfloat16 compute."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from jaxtransfer import metrics, optim, train
+from jaxtransfer.models import resnet
+
+
+def _data(n=10):
+    rng = np.random.default_rng(0)
+    labels = jnp.asarray(rng.integers(0, 2, n), jnp.int32)
+    images = jnp.asarray(rng.integers(0, 256, (n, 32, 32, 3)), jnp.uint8)
+    return images, labels
+
+
+def test_train_step_is_pure_and_bfloat16_keeps_float32_master_weights():
+    images, labels = _data()
+    model = resnet._ResNetTiny(num_classes=2, dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
+    _, acts = model(jnp.ones((1, 32, 32, 3)))
+    assert acts["pooled"].dtype == jnp.bfloat16
+    config = train.StepConfig(learning_rate=1e-3, compute_dtype="bfloat16")
+    graphdef, state = train.create_state(model, optim.keras_adam(1e-3), nnx.Param)
+    step, _ = train.make_steps(graphdef, 2, config)
+    before = jax.tree.map(np.asarray, state.trainable)
+    indices = jnp.arange(4)
+    new_a, sums_a = step(
+        jax.tree.map(jnp.copy, state), images, labels, indices, jax.random.key(0)
+    )
+    new_b, sums_b = step(state, images, labels, indices, jax.random.key(0))
+    assert float(sums_a["loss"]) == float(sums_b["loss"])
+    assert np.isfinite(float(sums_a["loss"]))
+    leaves = jax.tree.leaves(new_a.trainable)
+    assert all(leaf.dtype == jnp.float32 for leaf in leaves)
+    moved = [np.abs(a - b).max() for a, b in zip(jax.tree.leaves(before), leaves)]
+    assert max(moved) > 0
+
+
+def test_evaluate_counts_every_example_once_with_padding():
+    images, labels = _data(n=10)
+    model = resnet._ResNetTiny(num_classes=2, rngs=nnx.Rngs(1))
+    graphdef, state = train.create_state(model, optim.keras_adam(1e-3), nnx.Param)
+    _, eval_step = train.make_steps(graphdef, 2, train.StepConfig())
+    # batch 4 over 10 examples: the last batch has 2 real rows and 2 masked ones
+    result, probs = train.evaluate(eval_step, state, images, labels, batch_size=4)
+    logits, _ = model(train.preprocess.caffe(images.astype(jnp.float32)), taps=())
+    expected_loss = metrics.softmax_cross_entropy(
+        logits, jax.nn.one_hot(labels, 2)
+    ).mean()
+    assert probs.shape == (10, 2)
+    np.testing.assert_allclose(probs, jax.nn.softmax(logits), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(result["loss"], expected_loss, rtol=1e-5)
+    accuracy = float((jnp.argmax(logits, -1) == labels).mean())
+    assert result["accuracy"] == accuracy
