@@ -54,7 +54,6 @@ dropout) and the stage list; ``group_key`` helps partition a grid.
 import dataclasses
 import functools
 import logging
-import math
 import time
 from collections.abc import Callable, Hashable, Sequence
 
@@ -418,6 +417,9 @@ def run_members(
             logging.info(
                 "resuming ensemble stage %s at epoch %d", stage.name, start_epoch
             )
+        # Committed where the data is, fresh or restored alike: mixing committed
+        # (restored) and uncommitted leaves would compile the steps again.
+        state = jax.device_put(state, pools["train"].images.sharding)
         train_step, eval_step = make_ensemble_steps(
             graphdef, num_classes, stage_config, vectorize
         )

@@ -2,9 +2,9 @@
 
 Three members: two sources sharing one fold's data (20 train, 10 val) and a
 third on a smaller fold (12 train, 7 val), batch 8, so step 2 of an epoch has
-batches of 8 and 4 (two calls) and step 3 a batch of 4 for two members only. Two stages at
-the paper's learning rates, with augmentation and head dropout; in the head
-stage two members stop early and sit masked while the third trains on.
+batches of 8 and 4 (two calls) and step 3 a batch of 4 for two members only.
+Two stages at the paper's learning rates, with augmentation and head dropout; in the
+head stage two members stop early and sit masked while the third trains on.
 """
 
 import jax
