@@ -10,16 +10,12 @@ Usage:
   python -m converters.keras_h5 --input FILE.h5 --output DIR [--keep_top]
 """
 
-import argparse
-import logging
 import os
-import sys
-from pathlib import Path
 
 import numpy as np
 from flax import nnx
 
-from converters import keras_layout
+from converters import cli, keras_layout
 from jaxtransfer.models import pretrained, resnet
 
 IMAGENET_CLASSES = 1000
@@ -141,29 +137,9 @@ def convert(
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--input", required=True, help="Keras .h5 file")
-    parser.add_argument("--output", required=True, help="checkpoint directory")
-    parser.add_argument("--keep_top", action="store_true")
-    parser.add_argument("--overwrite", action="store_true")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if Path(args.output).exists() and not args.overwrite:
-        sys.exit(f"error: {args.output} already exists (use --overwrite)")
-    try:
-        model, metadata = convert(args.input, keep_top=args.keep_top)
-        pretrained.save(model, metadata, args.output, overwrite=args.overwrite)
-    except (OSError, ValueError) as e:
-        sys.exit(f"error: {e}")
-    for note in metadata["notes"]:
-        logging.warning("note: %s", note)
-    logging.info(
-        "converted %s (%s layout) -> %s",
-        args.input,
-        metadata["source_layout"],
-        args.output,
+    return cli.run(
+        convert, argv, description=__doc__.split("\n\n")[0], input_help="Keras .h5 file"
     )
-    return 0
 
 
 if __name__ == "__main__":

@@ -9,13 +9,12 @@ Usage:
   python -m converters.torch_pth --input FILE.pth --output DIR [--keep_top]
 """
 
-import argparse
 import os
-import sys
 
 import numpy as np
 from flax import nnx
 
+from converters import cli
 from jaxtransfer.models import pretrained, resnet
 
 IMAGENET_CLASSES = 1000
@@ -142,23 +141,12 @@ def convert(path: str | os.PathLike, keep_top: bool = False):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--input", required=True, help="torchvision .pth file")
-    parser.add_argument("--output", required=True, help="checkpoint directory")
-    parser.add_argument("--keep_top", action="store_true")
-    parser.add_argument("--overwrite", action="store_true")
-    args = parser.parse_args(argv)
-    if os.path.exists(args.output) and not args.overwrite:
-        sys.exit(f"error: {args.output} already exists (use --overwrite)")
-    try:
-        model, metadata = convert(args.input, keep_top=args.keep_top)
-        pretrained.save(model, metadata, args.output, overwrite=args.overwrite)
-    except (OSError, ValueError, ImportError) as e:
-        sys.exit(f"error: {e}")
-    for note in metadata["notes"]:
-        print(f"note: {note}")
-    print(f"converted {args.input} -> {args.output}")
-    return 0
+    return cli.run(
+        convert,
+        argv,
+        description=__doc__.split("\n\n")[0],
+        input_help="torchvision .pth file",
+    )
 
 
 if __name__ == "__main__":
