@@ -58,6 +58,9 @@ def get_config(arg: str | None = None) -> ConfigDict:
     config.train.stage2_bn_train = True
     config.train.augment = True
     config.train.augment_convention = "keras_preprocessing"  # TF 2.8, the study
+    # Beyond the paper: train runs sharing architecture and stages (all folds and
+    # pretrained sources of a freeze setting) as one vmapped ensemble.
+    config.train.ensemble = False
 
     config.eval = ConfigDict()
     config.eval.auc = "keras_micro"  # Q5: keras_micro | micro | weighted | binary

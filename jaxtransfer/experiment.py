@@ -15,8 +15,10 @@ Layout of a workdir::
 Re-running the same command skips finished runs and resumes unfinished ones.
 """
 
+import contextlib
 import csv
 import dataclasses
+import hashlib
 import io
 import json
 import logging
@@ -31,7 +33,7 @@ import tensorboardX
 from flax import nnx
 from ml_collections import ConfigDict
 
-from jaxtransfer import fit, metrics, sharding, train
+from jaxtransfer import ensemble, fit, metrics, sharding, train
 from jaxtransfer.data import augment, builders, loader, prepare, synthetic
 from jaxtransfer.models import pretrained, resnet
 
@@ -255,51 +257,52 @@ def stages(config: ConfigDict, spec: RunSpec) -> list[fit.Stage]:
     return [head, finetune]
 
 
-def run_one(
-    config: ConfigDict, spec: RunSpec, data: dict, class_names, workdir: Path
-) -> dict:
-    """Trains and tests one run (resuming if it was interrupted)."""
-    run_dir = workdir / spec.directory
-    run_dir.mkdir(parents=True, exist_ok=True)
-    num_classes = len(class_names)
-    outputs = num_outputs(config, num_classes)
-    model = build_model(config, spec, outputs)
-    step_config = train.StepConfig(
+def step_config_for(config: ConfigDict, num_classes: int) -> train.StepConfig:
+    """The static step settings of a target's runs (stages set lr and BN mode)."""
+    augment_config = None
+    if config.train.augment:
+        augment_config = augment.config_for_target(
+            config.target, convention=config.train.augment_convention
+        )
+    return train.StepConfig(
         loss=loss_name(config, num_classes),
         compute_dtype=config.model.compute_dtype,
-        augment=(
-            augment.config_for_target(
-                config.target, convention=config.train.augment_convention
-            )
-            if config.train.augment
-            else None
-        ),
+        augment=augment_config,
     )
-    mesh = sharding.make_mesh()
-    device = {
+
+
+def on_device(data: dict, mesh) -> dict[str, fit.Split]:
+    """A fold's splits replicated over the mesh."""
+    return {
         name: fit.Split(*sharding.put_replicated((d["images"], d["labels"]), mesh))
         for name, d in data.items()
     }
-    writes = jax.process_index() == 0  # every process trains; one writes
-    log_file = open(run_dir / "log.jsonl", "a") if writes else None
-    scalars = (
-        tensorboardX.SummaryWriter(str(run_dir / "tensorboard")) if writes else None
-    )
 
-    def log(record):
-        if not writes:
+
+class RunLog:
+    """A run's epoch records: JSONL, TensorBoard scalars, a log line (process 0)."""
+
+    def __init__(self, spec: RunSpec, run_dir: Path):
+        self.spec = spec
+        self.writes = jax.process_index() == 0  # every process trains; one writes
+        self.records = 0
+        if self.writes:
+            self.jsonl = open(run_dir / "log.jsonl", "a")
+            self.scalars = tensorboardX.SummaryWriter(str(run_dir / "tensorboard"))
+
+    def __call__(self, record: dict) -> None:
+        if not self.writes:
             return
-        log_file.write(json.dumps({"run": spec.directory, **record}) + "\n")
-        log_file.flush()
-        step = len(scalars_seen)
-        scalars_seen.append(record)
+        self.jsonl.write(json.dumps({"run": self.spec.directory, **record}) + "\n")
+        self.jsonl.flush()
         for key, value in record.items():
             if "/" in key:
-                scalars.add_scalar(key, value, step)
-        scalars.flush()
+                self.scalars.add_scalar(key, value, self.records)
+        self.scalars.flush()
+        self.records += 1
         logging.info(
             "%s %s epoch %d: loss %.4f val_loss %.4f val_acc %.3f (%.0f img/s)",
-            spec.directory,
+            self.spec.directory,
             record["stage"],
             record["epoch"],
             record["train/loss"],
@@ -308,7 +311,24 @@ def run_one(
             record["timing/images_per_s"],
         )
 
-    scalars_seen: list[dict] = []
+    def close(self) -> None:
+        if self.writes:
+            self.jsonl.close()
+            self.scalars.close()
+
+
+def run_one(
+    config: ConfigDict, spec: RunSpec, data: dict, class_names, workdir: Path
+) -> dict:
+    """Trains and tests one run (resuming if it was interrupted)."""
+    run_dir = workdir / spec.directory
+    run_dir.mkdir(parents=True, exist_ok=True)
+    outputs = num_outputs(config, len(class_names))
+    model = build_model(config, spec, outputs)
+    step_config = step_config_for(config, len(class_names))
+    mesh = sharding.make_mesh()
+    device = on_device(data, mesh)
+    log = RunLog(spec, run_dir)
     checkpointer = fit.RunCheckpointer(run_dir / "checkpoints")
     try:
         history = fit.run_stages(
@@ -327,15 +347,101 @@ def run_one(
         )
     finally:
         checkpointer.close()
-        if writes:
-            log_file.close()
-            scalars.close()
+        log.close()
+    return finish_run(config, spec, model, history, data, device, class_names, workdir)
 
+
+def run_ensembles(
+    config: ConfigDict, specs: list[RunSpec], folds: dict, workdir: Path
+) -> dict[RunSpec, dict]:
+    """Trains ``specs`` as vmapped ensembles of runs sharing a program and stages.
+
+    Runs of all folds and sources with the same architecture and stages (e.g. the
+    ImageNet and RadImageNet freezeFalse runs of every fold) form one ensemble
+    (``jaxtransfer.ensemble``); each member ends as its sequential run would.
+    """
+    mesh = sharding.make_mesh()
+    device = {fold: on_device(data, mesh) for fold, (data, _) in folds.items()}
+    groups: dict = {}
+    for spec in specs:
+        class_names = folds[spec.fold][1]
+        outputs = num_outputs(config, len(class_names))
+        model = build_model(config, spec, outputs)
+        member = ensemble.Member(
+            spec.directory, model, device[spec.fold], run_rng(config.seed, spec)
+        )
+        key = ensemble.group_key(model, stages(config, spec))
+        groups.setdefault(key, []).append((spec, member))
+    results = {}
+    for group in groups.values():
+        group_specs = [spec for spec, _ in group]
+        members = [member for _, member in group]
+        names = "+".join(spec.directory for spec in group_specs)
+        digest = hashlib.sha1(names.encode()).hexdigest()[:12]
+        checkpoints = workdir / "ensembles" / f"{group_specs[0].setting}-{digest}"
+        logs = {}
+        for spec in group_specs:
+            (workdir / spec.directory).mkdir(parents=True, exist_ok=True)
+            logs[spec.directory] = RunLog(spec, workdir / spec.directory)
+        class_names = folds[group_specs[0].fold][1]
+        checkpointer = fit.RunCheckpointer(checkpoints)
+        try:
+            histories = ensemble.run_members(
+                members,
+                stages(config, group_specs[0]),
+                num_classes=num_outputs(config, len(class_names)),
+                step_config=step_config_for(config, len(class_names)),
+                batch_size=config.train.batch_size,
+                eval_batch_size=config.train.eval_batch_size,
+                checkpointer=checkpointer,
+                log=lambda name, record, logs=logs: logs[name](record),
+            )
+        finally:
+            checkpointer.close()
+            for log in logs.values():
+                log.close()
+        for spec, member in group:
+            data, class_names = folds[spec.fold]
+            results[spec] = finish_run(
+                config,
+                spec,
+                member.model,
+                histories[member.name],
+                data,
+                device[spec.fold],
+                class_names,
+                workdir,
+            )
+        if jax.process_index() == 0:
+            shutil.rmtree(checkpoints, ignore_errors=True)
+    with contextlib.suppress(OSError):  # gone once every ensemble has finished
+        (workdir / "ensembles").rmdir()
+    return results
+
+
+def finish_run(
+    config: ConfigDict,
+    spec: RunSpec,
+    model: resnet.ResNet,
+    history: list[dict],
+    data: dict,
+    device: dict[str, fit.Split],
+    class_names,
+    workdir: Path,
+) -> dict:
+    """Tests a trained run and writes its model, predictions and metrics."""
+    run_dir = workdir / spec.directory
+    num_classes = len(class_names)
+    outputs = num_outputs(config, num_classes)
+    mesh = sharding.make_mesh()
     graphdef, state = train.create_state(model, train.optax.identity(), nnx.Param)
     _, eval_step = train.make_steps(
         graphdef,
         outputs,
-        dataclasses.replace(step_config, batch_sharding=sharding.batch_sharded(mesh)),
+        dataclasses.replace(
+            step_config_for(config, num_classes),
+            batch_sharding=sharding.batch_sharded(mesh),
+        ),
     )
     test, probs = train.evaluate(
         eval_step,
@@ -365,7 +471,7 @@ def run_one(
         head_activation="sigmoid" if outputs == 1 else "softmax",
     )
     pretrained.save(model, metadata, run_dir / "model", overwrite=True)
-    if writes:
+    if jax.process_index() == 0:
         partial = run_dir / ".test_predictions.partial.npz"
         np.savez(
             partial,
@@ -422,19 +528,29 @@ def run(config: ConfigDict, workdir: str | os.PathLike) -> dict:
     directory = ensure_inputs(config)
     workdir.mkdir(parents=True, exist_ok=True)
     write_atomic(workdir / "config.json", config.to_json_best_effort(indent=2) + "\n")
-    runs = grid(config)
-    results, loaded_fold, data = [], None, None
-    for spec in runs:
+    finished, pending = {}, []
+    for spec in grid(config):
         done = workdir / spec.directory / "metrics.json"
         if done.is_file():
-            results.append(json.loads(done.read_text()))
+            finished[spec] = json.loads(done.read_text())
             shutil.rmtree(workdir / spec.directory / "checkpoints", ignore_errors=True)
             logging.info("%s: finished earlier, skipped", spec.directory)
-            continue
-        if loaded_fold != spec.fold:
-            data, class_names = load_fold(directory, spec.fold, config.protocol)
-            loaded_fold = spec.fold
-        results.append(run_one(config, spec, data, class_names, workdir))
+        else:
+            pending.append(spec)
+    if config.train.ensemble and pending:
+        folds = {
+            fold: load_fold(directory, fold, config.protocol)
+            for fold in sorted({spec.fold for spec in pending})
+        }
+        finished.update(run_ensembles(config, pending, folds, workdir))
+    else:
+        loaded_fold = None
+        for spec in pending:
+            if loaded_fold != spec.fold:
+                data, class_names = load_fold(directory, spec.fold, config.protocol)
+                loaded_fold = spec.fold
+            finished[spec] = run_one(config, spec, data, class_names, workdir)
+    results = [finished[spec] for spec in grid(config)]
     write_atomic(workdir / "AUC.csv", auc_csv(results))
     summary = {"runs": results, "AUC": summarize(results)}
     write_atomic(workdir / "summary.json", json.dumps(summary, indent=2) + "\n")

@@ -68,3 +68,31 @@ def test_missing_inputs_stop_before_any_compute(tmp_path):
     assert "python -m converters.keras_h5" in message
     assert "python -m jaxtransfer.data.prepare --dataset breast" in message
     assert not (tmp_path / "run").exists()
+
+
+def test_ensemble_grid_matches_the_sequential_grid(tmp_path):
+    config = _config(tmp_path)
+    config.grid.sources = ("ImageNet", "RadImageNet")
+    config.grid.freeze = (False,)
+    config.train.learning_rate = 1e-5  # the paper's; rounding stays small
+    sequential = experiment.run(config, tmp_path / "sequential")
+    config.train.ensemble = True
+    together = experiment.run(config, tmp_path / "ensemble")
+    assert not (tmp_path / "ensemble" / "ensembles").exists()  # cleaned up
+    for a, b in zip(sequential["runs"], together["runs"], strict=True):
+        assert (a["source"], a["fold"], a["epochs"]) == (
+            b["source"],
+            b["fold"],
+            b["epochs"],
+        )
+        assert a["test/loss"] == pytest.approx(b["test/loss"], abs=1e-4)
+    for source in config.grid.sources:
+        logs = [
+            [
+                json.loads(line)
+                for line in open(root / f"{source}-freezeFalse/fold1/log.jsonl")
+            ]
+            for root in (tmp_path / "sequential", tmp_path / "ensemble")
+        ]
+        for a, b in zip(*logs, strict=True):
+            assert a["val/loss"] == pytest.approx(b["val/loss"], abs=1e-4)
