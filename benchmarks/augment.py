@@ -17,7 +17,6 @@ import json
 import os
 import platform
 import sys
-import time
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
@@ -26,6 +25,8 @@ import numpy as np  # noqa: E402
 
 # Importable from a plain checkout too (the GPU machines run it without installing).
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import timing  # noqa: E402  (benchmarks/timing.py, beside this script)
+
 from jaxtransfer.data import augment  # noqa: E402
 
 STUDY_KERAS_KWARGS = dict(
@@ -39,24 +40,14 @@ STUDY_KERAS_KWARGS = dict(
 )
 
 
-def _time(fn, iters: int, warmup: int = 2) -> float:
-    """Median seconds of ``fn()`` over ``iters`` calls, after ``warmup`` calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(iters):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
-
-
 def bench_jaxtransfer(images: np.ndarray, iters: int) -> dict:
     config = augment.AugmentConfig()
     step = jax.jit(augment.augment, static_argnums=2)
     x = jax.device_put(images)
     keys = iter(jax.random.split(jax.random.key(0), iters + 2))
-    seconds = _time(lambda: jax.block_until_ready(step(next(keys), x, config)), iters)
+    seconds = timing.median_seconds(
+        lambda: jax.block_until_ready(step(next(keys), x, config)), iters
+    )
     return {
         "impl": "jaxtransfer",
         "device": str(jax.devices()[0]),
@@ -78,7 +69,7 @@ def bench_keras(images: np.ndarray, iters: int) -> dict:
             params = generator.get_random_transform(image.shape)
             generator.apply_transform(image, params)
 
-    seconds = _time(run, iters, warmup=1)
+    seconds = timing.median_seconds(run, iters, warmup=1)
     return {
         "impl": "keras",
         "keras_version": keras.__version__,

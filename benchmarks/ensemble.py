@@ -17,7 +17,6 @@ import json
 import os
 import platform
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -26,21 +25,11 @@ from flax import nnx
 
 # Importable from a plain checkout too (the GPU machines run it without installing).
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import timing  # noqa: E402  (benchmarks/timing.py, beside this script)
+
 from jaxtransfer import ensemble, train  # noqa: E402
 from jaxtransfer.data import augment  # noqa: E402
 from jaxtransfer.models import resnet  # noqa: E402
-
-
-def _time(fn, iters: int) -> float:
-    """Median seconds of ``fn()`` over ``iters`` calls, after two warm-up calls."""
-    for _ in range(2):
-        fn()
-    times = []
-    for _ in range(iters):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def main(argv=None) -> list[dict]:
@@ -88,7 +77,7 @@ def main(argv=None) -> list[dict]:
             )
         jax.block_until_ready(holder["states"])
 
-    seconds = _time(sequential, args.iters)
+    seconds = timing.median_seconds(sequential, args.iters)
     results.append(
         {**common, "mode": "sequential", "member_steps_per_s": args.members / seconds}
     )
@@ -104,7 +93,7 @@ def main(argv=None) -> list[dict]:
             )
             jax.block_until_ready(holder["stacked"])
 
-        seconds = _time(together, args.iters)
+        seconds = timing.median_seconds(together, args.iters)
         results.append(
             {**common, "mode": mode, "member_steps_per_s": args.members / seconds}
         )

@@ -16,7 +16,6 @@ import json
 import os
 import platform
 import sys
-import time
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
@@ -27,19 +26,9 @@ from flax import nnx  # noqa: E402
 
 # Importable from a plain checkout too (the GPU machines run it without installing).
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import timing  # noqa: E402  (benchmarks/timing.py, beside this script)
+
 from jaxtransfer.models import resnet  # noqa: E402
-
-
-def _time(fn, iters: int) -> float:
-    """Median seconds of ``fn()`` over ``iters`` calls, after two warm-up calls."""
-    for _ in range(2):
-        fn()
-    times = []
-    for _ in range(iters):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def bench_jaxtransfer(images: np.ndarray, iters: int, dtype: str) -> dict:
@@ -52,7 +41,9 @@ def bench_jaxtransfer(images: np.ndarray, iters: int, dtype: str) -> dict:
         return nnx.merge(graphdef, state)(x, taps=taps)[1]
 
     x = jax.device_put(images)
-    seconds = _time(lambda: jax.block_until_ready(forward(state, x)), iters)
+    seconds = timing.median_seconds(
+        lambda: jax.block_until_ready(forward(state, x)), iters
+    )
     return {"impl": "jaxtransfer", "dtype": dtype, "seconds_per_batch": seconds}
 
 
@@ -66,7 +57,7 @@ def bench_keras(images: np.ndarray, iters: int) -> dict:
     )
     outputs = [base.get_layer(name).output for name in resnet.STUDY_TAPS]
     probe = keras.Model(base.inputs, outputs + [base.output])
-    seconds = _time(
+    seconds = timing.median_seconds(
         lambda: jax.block_until_ready(probe.predict_on_batch(images)), iters
     )
     return {

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import tiny_data
 from flax import nnx
 
 from jaxtransfer import ensemble, fit, train
@@ -31,19 +32,11 @@ HISTORY_ATOL = 1e-4
 WEIGHT_RTOL, WEIGHT_ATOL = 1e-3, 2e-4
 
 
-def _split(rng, n):
-    labels = rng.integers(0, 2, n)
-    images = rng.integers(0, 60, (n, 32, 32, 3)) + labels[:, None, None, None] * 120
-    return fit.Split(
-        jnp.asarray(images.astype(np.uint8)), jnp.asarray(labels.astype(np.int32))
-    )
-
-
 @pytest.fixture(scope="module")
 def datas():
     rng = np.random.default_rng(0)
-    shared = {"train": _split(rng, 20), "val": _split(rng, 10)}
-    own = {"train": _split(rng, 12), "val": _split(rng, 7)}
+    shared = {"train": tiny_data.split(rng, 20), "val": tiny_data.split(rng, 10)}
+    own = {"train": tiny_data.split(rng, 12), "val": tiny_data.split(rng, 7)}
     return [shared, shared, own]
 
 

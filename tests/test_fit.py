@@ -1,27 +1,19 @@
 """Stages, early stopping, checkpoints and resume of one run (tiny model, CPU)."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
+import tiny_data
 from flax import nnx
 
 from jaxtransfer import fit, train
 from jaxtransfer.models import resnet
 
 
-def _split(rng, n):
-    labels = rng.integers(0, 2, n)
-    images = rng.integers(0, 60, (n, 32, 32, 3)) + labels[:, None, None, None] * 120
-    return fit.Split(
-        jnp.asarray(images.astype(np.uint8)), jnp.asarray(labels.astype(np.int32))
-    )
-
-
 @pytest.fixture(scope="module")
 def data():
     rng = np.random.default_rng(0)
-    return {"train": _split(rng, 20), "val": _split(rng, 10)}
+    return {"train": tiny_data.split(rng, 20), "val": tiny_data.split(rng, 10)}
 
 
 STAGES = [
