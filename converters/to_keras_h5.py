@@ -13,11 +13,11 @@ Usage:
 import argparse
 import os
 import sys
-import tempfile
 
 import numpy as np
 
 from converters import keras_layout
+from jaxtransfer import files
 from jaxtransfer.models import pretrained, resnet
 
 
@@ -46,17 +46,8 @@ def keras_weights(
 
 def export(model: resnet.ResNet, path: str | os.PathLike, include_head=True) -> None:
     """Writes ``model`` as a Keras weights-only HDF5, atomically."""
-    path = os.path.abspath(path)
-    fd, scratch = tempfile.mkstemp(
-        prefix=f".{os.path.basename(path)}.", dir=os.path.dirname(path)
-    )
-    os.close(fd)
-    try:
-        keras_layout.write_weights(scratch, keras_weights(model, include_head))
-        os.replace(scratch, path)
-    finally:
-        if os.path.exists(scratch):
-            os.remove(scratch)
+    with files.atomic_file(path) as partial:
+        keras_layout.write_weights(partial, keras_weights(model, include_head))
 
 
 def main(argv=None) -> int:

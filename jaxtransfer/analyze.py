@@ -35,7 +35,7 @@ import numpy as np
 from flax import nnx
 from ml_collections import ConfigDict
 
-from jaxtransfer import experiment
+from jaxtransfer import experiment, files
 from jaxtransfer.analysis import (
     figures,
     pairs,
@@ -368,10 +368,8 @@ def run(
             if "full_taps" in fold_result:
                 full_taps = fold_result["full_taps"]
                 timings[f"full_depth_fold{fold}_s"] = fold_result["full_seconds"]
-        experiment.write_atomic(
-            out / f"CCA_{target}.csv", csv_text(CCA_HEADER, cca_rows)
-        )
-        experiment.write_atomic(
+        files.write_text(out / f"CCA_{target}.csv", csv_text(CCA_HEADER, cca_rows))
+        files.write_text(
             out / f"CCA_{target}_sampling.json",
             json.dumps(
                 _jsonable(
@@ -388,17 +386,15 @@ def run(
         )
         if full_depth:
             header = ["model1", "model2", "fold", "stimuli", *full_taps]
-            experiment.write_atomic(
+            files.write_text(
                 out / f"CCA_full_{target}.csv", csv_text(header, full_rows)
             )
 
     sim_rows, sim_details, sim_notes = similarity_rows(workdir, config)
     notes += sim_notes
-    experiment.write_atomic(
-        out / "similarity.csv", csv_text(SIMILARITY_HEADER, sim_rows)
-    )
+    files.write_text(out / "similarity.csv", csv_text(SIMILARITY_HEADER, sim_rows))
     if sim_details:
-        experiment.write_atomic(
+        files.write_text(
             out / "similarity_details.csv",
             csv_text(list(sim_details[0]), sim_details),
         )
@@ -411,7 +407,7 @@ def run(
             if r["model2"] == source
             and r["model1"] == pairs.finetuned_name(target, source, False)
         ]
-        experiment.write_atomic(out / name, csv_text(CCA_HEADER, chosen))
+        files.write_text(out / name, csv_text(CCA_HEADER, chosen))
         gain_points[source] = similarity.gain_points(chosen, auc_rows, source)
         gain_stats[source] = similarity.gain_regression(gain_points[source])
     stat_rows = [
@@ -419,14 +415,14 @@ def run(
         for s, per_layer in gain_stats.items()
         for layer, values in per_layer.items()
     ]
-    experiment.write_atomic(
+    files.write_text(
         out / "gain_stats.csv",
         csv_text(
             ["source", "layer", "slope", "intercept", "r", "p", "stderr", "n"],
             stat_rows,
         ),
     )
-    experiment.write_atomic(
+    files.write_text(
         out / "AUC_mean.csv", csv_text(AUC_MEAN_HEADER, auc_mean_rows(auc_rows))
     )
 
@@ -475,7 +471,7 @@ def run(
         reference=ref,
         figures=figure_names,
     )
-    experiment.write_atomic(out / "report.md", text + "\n")
+    files.write_text(out / "report.md", text + "\n")
     summary = {
         "target": target,
         "cca_rows": len(cca_rows),
@@ -485,7 +481,7 @@ def run(
         "notes": notes,
         "figures": figure_names,
     }
-    experiment.write_atomic(
+    files.write_text(
         out / "summary.json",
         json.dumps(_jsonable(summary), indent=2, default=str) + "\n",
     )

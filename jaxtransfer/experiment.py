@@ -33,7 +33,7 @@ import tensorboardX
 from flax import nnx
 from ml_collections import ConfigDict
 
-from jaxtransfer import ensemble, fit, metrics, sharding, train
+from jaxtransfer import ensemble, files, fit, metrics, sharding, train
 from jaxtransfer.data import augment, builders, loader, prepare, synthetic
 from jaxtransfer.models import pretrained, resnet
 
@@ -77,13 +77,6 @@ def grid(config: ConfigDict) -> list[RunSpec]:
         for freeze in config.grid.freeze
         if not (source == "random" and freeze)  # the paper has no frozen random
     ]
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Writes ``text`` to ``path`` through a temporary file and a rename."""
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(text)
-    os.replace(partial, path)
 
 
 # --- inputs ------------------------------------------------------------------
@@ -472,15 +465,14 @@ def finish_run(
     )
     pretrained.save(model, metadata, run_dir / "model", overwrite=True)
     if jax.process_index() == 0:
-        partial = run_dir / ".test_predictions.partial.npz"
-        np.savez(
-            partial,
-            probs=probs,
-            labels=data["test"]["labels"],
-            paths=np.asarray(data["test"]["paths"], dtype=str),
-        )
-        os.replace(partial, run_dir / "test_predictions.npz")
-        write_atomic(run_dir / "metrics.json", json.dumps(result, indent=2) + "\n")
+        with files.atomic_file(run_dir / "test_predictions.npz") as partial:
+            np.savez(
+                partial,
+                probs=probs,
+                labels=data["test"]["labels"],
+                paths=np.asarray(data["test"]["paths"], dtype=str),
+            )
+        files.write_text(run_dir / "metrics.json", json.dumps(result, indent=2) + "\n")
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     return result
 
@@ -527,7 +519,9 @@ def run(config: ConfigDict, workdir: str | os.PathLike) -> dict:
     workdir = Path(workdir)
     directory = ensure_inputs(config)
     workdir.mkdir(parents=True, exist_ok=True)
-    write_atomic(workdir / "config.json", config.to_json_best_effort(indent=2) + "\n")
+    files.write_text(
+        workdir / "config.json", config.to_json_best_effort(indent=2) + "\n"
+    )
     finished, pending = {}, []
     for spec in grid(config):
         done = workdir / spec.directory / "metrics.json"
@@ -551,9 +545,9 @@ def run(config: ConfigDict, workdir: str | os.PathLike) -> dict:
                 loaded_fold = spec.fold
             finished[spec] = run_one(config, spec, data, class_names, workdir)
     results = [finished[spec] for spec in grid(config)]
-    write_atomic(workdir / "AUC.csv", auc_csv(results))
+    files.write_text(workdir / "AUC.csv", auc_csv(results))
     summary = {"runs": results, "AUC": summarize(results)}
-    write_atomic(workdir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    files.write_text(workdir / "summary.json", json.dumps(summary, indent=2) + "\n")
     print_table(config, summary["AUC"])
     if config.analysis.enabled:
         from jaxtransfer import analyze  # local: analyze imports this module

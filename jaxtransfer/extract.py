@@ -24,6 +24,7 @@ import numpy as np
 from flax import nnx
 from tqdm import tqdm
 
+from jaxtransfer import files
 from jaxtransfer.data import preprocess
 from jaxtransfer.models import pretrained, resnet
 
@@ -122,11 +123,12 @@ def extract_to_npz(
         progress.close()
         for array in arrays.values():
             array.flush()
-        partial = os.path.join(scratch, "output.npz")
-        with zipfile.ZipFile(partial, "w", zipfile.ZIP_STORED, allowZip64=True) as z:
+        with (
+            files.atomic_file(output) as partial,
+            zipfile.ZipFile(partial, "w", zipfile.ZIP_STORED, allowZip64=True) as z,
+        ):
             for name in arrays:
                 z.write(os.path.join(scratch, f"{name}.npy"), arcname=f"{name}.npy")
-        os.replace(partial, output)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return list(arrays)

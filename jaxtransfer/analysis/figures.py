@@ -15,6 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from jaxtransfer import files  # noqa: E402
 from jaxtransfer.analysis.similarity import LAYERS  # noqa: E402
 
 SETTINGS = (
@@ -35,9 +36,8 @@ def save(fig, stem: str | os.PathLike) -> list[Path]:
     written = []
     for fmt in FORMATS:
         path = stem.with_name(f"{stem.name}.{fmt}")
-        partial = path.with_name(f".{path.name}.partial")
-        fig.savefig(partial, format=fmt, dpi=150, bbox_inches="tight")
-        os.replace(partial, path)
+        with files.atomic_file(path) as partial:
+            fig.savefig(partial, format=fmt, dpi=150, bbox_inches="tight")
         written.append(path)
     plt.close(fig)
     return written

@@ -11,13 +11,9 @@ is renamed into place at the end, so a failed or killed conversion leaves nothin
 that looks like a checkpoint.
 """
 
-import contextlib
 import hashlib
 import json
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +21,7 @@ import jax
 import orbax.checkpoint as ocp
 from flax import nnx
 
+from jaxtransfer import files
 from jaxtransfer.models import resnet
 
 FORMAT_VERSION = 1
@@ -74,25 +71,6 @@ def sha256_of(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-@contextlib.contextmanager
-def atomic_directory(
-    path: str | os.PathLike, overwrite: bool = False
-) -> Iterator[Path]:
-    """Yields a scratch directory that becomes ``path`` only if the block succeeds."""
-    path = Path(path).absolute()
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"output directory {path} already exists")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
-    try:
-        yield scratch
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(scratch, path)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-
-
 def save(
     model: resnet.ResNet,
     metadata: dict,
@@ -100,7 +78,7 @@ def save(
     overwrite: bool = False,
 ) -> Path:
     """Writes ``model``'s state and ``metadata`` to ``directory`` atomically."""
-    with atomic_directory(directory, overwrite=overwrite) as scratch:
+    with files.atomic_directory(directory, overwrite=overwrite) as scratch:
         checkpointer = ocp.StandardCheckpointer()
         checkpointer.save(scratch / STATE_DIR, model_state(model))
         checkpointer.wait_until_finished()

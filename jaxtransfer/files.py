@@ -1,0 +1,53 @@
+"""Writing files and directories so that a crash never leaves a half-written one.
+
+Everything is written to a hidden sibling first and renamed into place at the end
+(a rename within one filesystem is atomic), so a result that exists is complete.
+"""
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
+    """Yields a hidden sibling path to write; it becomes ``path`` only on success.
+
+    The sibling keeps ``path``'s suffix, so writers that add one (``np.savez``) or
+    pick a format from it (matplotlib) behave as they would on ``path``.
+    """
+    path = Path(path)
+    partial = path.with_name(f".{path.stem}.partial{path.suffix}")
+    try:
+        yield partial
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Writes ``text`` to ``path`` atomically."""
+    with atomic_file(path) as partial:
+        partial.write_text(text)
+
+
+@contextlib.contextmanager
+def atomic_directory(
+    path: str | os.PathLike, overwrite: bool = False
+) -> Iterator[Path]:
+    """Yields a scratch directory that becomes ``path`` only if the block succeeds."""
+    path = Path(path).absolute()
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"output directory {path} already exists")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
+    try:
+        yield scratch
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(scratch, path)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

@@ -1,0 +1,25 @@
+"""Atomic writes: a failure leaves neither the target nor the partial file."""
+
+import numpy as np
+import pytest
+
+from jaxtransfer import files
+
+
+def test_atomic_file_keeps_suffix_and_renames_on_success(tmp_path):
+    target = tmp_path / "predictions.npz"
+    with files.atomic_file(target) as partial:
+        assert partial.suffix == ".npz" and partial.name.startswith(".")
+        np.savez(partial, x=np.arange(3))  # np.savez adds no second suffix
+    np.testing.assert_array_equal(np.load(target)["x"], np.arange(3))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["predictions.npz"]
+
+
+def test_failure_leaves_old_content_and_no_partial(tmp_path):
+    target = tmp_path / "metrics.json"
+    files.write_text(target, "old\n")
+    with pytest.raises(RuntimeError), files.atomic_file(target) as partial:
+        partial.write_text("half")
+        raise RuntimeError("killed")
+    assert target.read_text() == "old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
