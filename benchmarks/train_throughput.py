@@ -1,0 +1,319 @@
+"""Train-step throughput: jaxtransfer vs PyTorch eager and Keras 3, same model and step.
+
+Every implementation trains the study's model (Keras ResNet50 v1 layout, global
+average pooling, Dropout(0.5), Dense(2)) with softmax cross-entropy and Adam at the
+paper's fine-tuning rate, on random 0..255 images of the given size, batch and
+dtype, in the same process. Each timed call is one optimizer step, blocked on, after
+warm-up; the median is reported.
+
+- `jaxtransfer`: the jitted `train.train_step` the training loop runs (gather by
+  index from the on-device uint8 split, caffe preprocessing, loss, grads, Adam),
+  with the paper's augmentation on device (`augment: true`) and without it, so the
+  row without augmentation does exactly what the other rows do. `members > 1` is
+  the fold ensemble: one vmapped step of M runs (`ensemble.make_ensemble_steps`);
+  its images/s counts the images of all members.
+- `torch_eager`: torchvision's ResNet50 with the stride moved to the first 1x1
+  convolution of each downsampling block (Keras's v1 layout, the same FLOPs), the
+  same head, `torch.optim.Adam`; bfloat16 through `torch.autocast`. NCHW, and
+  `channels_last` as a second row. Skipped, saying why, when torch is missing.
+- `keras`: `keras.applications.ResNet50` (its JAX backend when KERAS_BACKEND is
+  unset) with the same head, compiled `train_on_batch`. float32 only.
+
+Memory: jaxtransfer rows carry XLA's compiled memory analysis of the step
+(`compiled_bytes`: arguments + outputs + temporaries - donated aliases) divided by
+the members; on a GPU also the process's `peak_bytes_in_use`; torch on a GPU
+reports `torch.cuda.max_memory_allocated`. `--memory-only` compiles the whole grid
+of one target (`--members 25 --batch 128 --dtypes bfloat16`) without running it and
+reports its compiled size.
+
+Usage:
+  python benchmarks/train_throughput.py [--sizes 112,224] [--batch 32]
+      [--dtypes float32,bfloat16] [--members 5] [--iters 5] [--impls ...]
+      [--output benchmarks/train_throughput.json]
+Prints one JSON object per line per measurement (keys impl, size, batch, dtype,
+members, images_per_s, device, ...) and writes them all to --output.
+"""
+
+import argparse
+import functools
+import json
+import os
+import platform
+import sys
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from flax import nnx  # noqa: E402
+
+# Importable from a plain checkout too (the GPU machines run it without installing).
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import timing  # noqa: E402  (benchmarks/timing.py, beside this script)
+
+from jaxtransfer import ensemble, train  # noqa: E402
+from jaxtransfer.data import augment  # noqa: E402
+from jaxtransfer.models import resnet  # noqa: E402
+
+NUM_CLASSES = 2
+LEARNING_RATE = 1e-5  # the paper's fine-tuning stage
+IMPLS = ("jaxtransfer", "torch_eager", "keras")
+
+
+def _random_split(rng, num_images, size):
+    """uint8 images (n, H, W, 3) in 0..255 and int32 labels, as a prepared split."""
+    images = rng.integers(0, 256, (num_images, size, size, 3), dtype=np.uint8)
+    labels = rng.integers(0, NUM_CLASSES, num_images).astype(np.int32)
+    return images, labels
+
+
+def _compiled_bytes(jitted, *args) -> int | None:
+    """Arguments + outputs + temporaries - donated (aliased) bytes of a step."""
+    analysis = jitted.lower(*args).compile().memory_analysis()
+    if analysis is None:
+        return None
+    return int(
+        analysis.argument_size_in_bytes
+        + analysis.output_size_in_bytes
+        + analysis.temp_size_in_bytes
+        - analysis.alias_size_in_bytes
+    )
+
+
+def _device_peak_bytes() -> int | None:
+    stats = jax.devices()[0].memory_stats()
+    return None if not stats else stats.get("peak_bytes_in_use")
+
+
+def _jax_step(size, batch, dtype, members, use_augment, rng):
+    """The jitted train step and its arguments: one run, or M as one ensemble."""
+    config = train.StepConfig(
+        learning_rate=LEARNING_RATE,
+        compute_dtype=dtype,
+        augment=augment.AugmentConfig() if use_augment else None,
+    )
+    states = []
+    for seed in range(members):
+        model = resnet.ResNet50(
+            num_classes=NUM_CLASSES, dtype=jnp.dtype(dtype), rngs=nnx.Rngs(seed)
+        )
+        graphdef, state = train.create_state(model, config.optimizer, nnx.Param)
+        states.append(state)
+    images, labels = _random_split(rng, batch * members, size)
+    images, labels = jax.device_put(images), jax.device_put(labels)
+    if members == 1:
+        step, _ = train.make_steps(graphdef, NUM_CLASSES, config)
+        args = [states[0], images, labels, np.arange(batch), jax.random.key(0)]
+    else:
+        step, _ = ensemble.make_ensemble_steps(graphdef, NUM_CLASSES, config)
+        indices = np.arange(batch * members).reshape(members, batch)
+        keys = jnp.stack([jax.random.key(m) for m in range(members)])
+        args = [ensemble.stack(states), images, labels, indices, keys]
+        args.append(np.ones(members, bool))
+    return step, args
+
+
+def bench_jaxtransfer(size, batch, dtype, members, use_augment, iters, rng):
+    step, args = _jax_step(size, batch, dtype, members, use_augment, rng)
+    compiled = _compiled_bytes(step, *args)
+    holder = {"args": args}
+
+    def one_step():
+        state, _ = step(*holder["args"])
+        holder["args"][0] = state
+        jax.block_until_ready(state)
+
+    seconds = timing.median_seconds(one_step, iters)
+    return {
+        "impl": "jaxtransfer",
+        "augment": use_augment,
+        "seconds_per_step": seconds,
+        "images_per_s": batch * members / seconds,
+        "compiled_bytes_per_member": None if compiled is None else compiled // members,
+        "device_peak_bytes": _device_peak_bytes(),
+    }
+
+
+def memory_only(size, batch, dtype, members, rng):
+    """Compiled size of the fold-ensemble step, without running it."""
+    step, args = _jax_step(size, batch, dtype, members, True, rng)
+    compiled = _compiled_bytes(step, *args)
+    return {
+        "impl": "jaxtransfer",
+        "augment": True,
+        "compiled_bytes": compiled,
+        "compiled_bytes_per_member": None if compiled is None else compiled // members,
+    }
+
+
+def _torch_resnet50_v1(torch):
+    """torchvision ResNet50 in Keras's v1 layout with the study's head."""
+    import torchvision
+
+    model = torchvision.models.resnet50(weights=None)
+    for layer in (model.layer2, model.layer3, model.layer4):
+        first = layer[0]  # Keras v1 strides the block's first 1x1 convolution
+        first.conv1.stride, first.conv2.stride = (2, 2), (1, 1)
+    model.fc = torch.nn.Sequential(
+        torch.nn.Dropout(0.5), torch.nn.Linear(2048, NUM_CLASSES)
+    )
+    return model
+
+
+def bench_torch(size, batch, dtype, channels_last, iters, rng):
+    try:
+        import torch
+    except ImportError:
+        return {"impl": "torch_eager", "skipped": "torch is not installed"}
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    model = _torch_resnet50_v1(torch).to(device, memory_format=memory_format).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE, eps=1e-7)
+    images, labels = _random_split(rng, batch, size)
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float().to(device)
+    x = x.contiguous(memory_format=memory_format)
+    y = torch.from_numpy(labels).long().to(device)
+    autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=dtype != "float32")
+
+    def one_step():
+        optimizer.zero_grad(set_to_none=True)
+        with autocast:
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        optimizer.step()
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    seconds = timing.median_seconds(one_step, iters)
+    return {
+        "impl": "torch_eager",
+        "torch_version": torch.__version__,
+        "memory_format": "channels_last" if channels_last else "nchw",
+        "threads": torch.get_num_threads(),
+        "seconds_per_step": seconds,
+        "images_per_s": batch / seconds,
+        "device_peak_bytes": (
+            torch.cuda.max_memory_allocated() if device == "cuda" else None
+        ),
+    }
+
+
+def bench_keras(size, batch, iters, rng):
+    try:
+        import keras
+    except ImportError:
+        return {"impl": "keras", "skipped": "keras is not installed"}
+    base = keras.applications.ResNet50(
+        include_top=False, weights=None, input_shape=(size, size, 3), pooling="avg"
+    )
+    outputs = keras.layers.Dense(NUM_CLASSES, activation="softmax")(
+        keras.layers.Dropout(0.5)(base.output)
+    )
+    model = keras.Model(base.inputs, outputs)
+    model.compile(
+        optimizer=keras.optimizers.Adam(LEARNING_RATE), loss="categorical_crossentropy"
+    )
+    images, labels = _random_split(rng, batch, size)
+    x = images.astype(np.float32)
+    y = np.eye(NUM_CLASSES, dtype=np.float32)[labels]
+    seconds = timing.median_seconds(lambda: model.train_on_batch(x, y), iters)
+    return {
+        "impl": "keras",
+        "backend": keras.backend.backend(),
+        "keras_version": keras.__version__,
+        "seconds_per_step": seconds,
+        "images_per_s": batch / seconds,
+    }
+
+
+def _runs(args, size, rng):
+    """(dtype, members, thunk) of every measurement at one image size."""
+    for dtype in args.dtypes:
+        if "jaxtransfer" in args.impls:
+            for use_augment in (False, True):
+                yield (
+                    dtype,
+                    1,
+                    lambda d=dtype, a=use_augment: bench_jaxtransfer(
+                        size, args.batch, d, 1, a, args.iters, rng
+                    ),
+                )
+            if args.members > 1:
+                yield (
+                    dtype,
+                    args.members,
+                    lambda d=dtype: bench_jaxtransfer(
+                        size, args.batch, d, args.members, True, args.iters, rng
+                    ),
+                )
+        if "torch_eager" in args.impls:
+            for channels_last in (False, True):
+                yield (
+                    dtype,
+                    1,
+                    lambda d=dtype, c=channels_last: bench_torch(
+                        size, args.batch, d, c, args.iters, rng
+                    ),
+                )
+        if "keras" in args.impls and dtype == "float32":
+            yield dtype, 1, lambda: bench_keras(size, args.batch, args.iters, rng)
+
+
+def main(argv=None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="112,224")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--dtypes", default="float32,bfloat16")
+    parser.add_argument("--members", type=int, default=5, help="fold ensemble size")
+    parser.add_argument("--iters", type=int, default=5)
+    parser.add_argument("--impls", default=",".join(IMPLS))
+    parser.add_argument(
+        "--memory-only",
+        action="store_true",
+        help="compile the --members ensemble step and report its size; no timing",
+    )
+    parser.add_argument("--output", default="benchmarks/train_throughput.json")
+    args = parser.parse_args(argv)
+    args.dtypes = args.dtypes.split(",")
+    args.impls = args.impls.split(",")
+    unknown = set(args.impls) - set(IMPLS)
+    if unknown:
+        parser.error(f"--impls: unknown {sorted(unknown)}; choose from {IMPLS}")
+
+    device = jax.devices()[0]
+    rng = np.random.default_rng(0)
+    results = []
+    for size in (int(s) for s in args.sizes.split(",")):
+        if args.memory_only:
+            runs = [
+                (d, args.members, functools.partial(
+                    memory_only, size, args.batch, d, args.members, rng))
+                for d in args.dtypes
+            ]  # fmt: skip
+        else:
+            runs = _runs(args, size, rng)
+        for dtype, members, run in runs:
+            row = {
+                "benchmark": "train_throughput",
+                "size": size,
+                "batch": args.batch,
+                "dtype": dtype,
+                "members": members,
+                "device": f"{device.platform}:{device.device_kind}",
+                "cpu_count": os.cpu_count(),
+                "jax_version": jax.__version__,
+                "python": platform.python_version(),
+                **run(),
+            }
+            results.append(row)
+            print(json.dumps(row), flush=True)
+    with open(args.output, "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in results)
+    return results
+
+
+if __name__ == "__main__":
+    main()
