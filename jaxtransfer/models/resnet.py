@@ -65,6 +65,48 @@ STUDY_TAPS = study_taps()
 ALL_TAPS = ("conv1_relu",) + block_taps() + ("pooled",)
 
 
+def _pointwise_conv(
+    lhs,
+    rhs,
+    window_strides,
+    padding,
+    *,
+    lhs_dilation=None,
+    rhs_dilation=None,
+    feature_group_count=1,
+    precision=None,
+    **layout,
+) -> jax.Array:
+    """A 1x1 NHWC/HWIO convolution as one (B*H*W, Cin) x (Cin, Cout) matrix product.
+
+    Drop-in for ``lax.conv_general_dilated`` in ``nnx.Conv`` (same parameters, same
+    result up to float summation order). XLA:CPU runs the backward pass of a 1x1
+    ``conv`` 2-4x slower than the same work as 2-D matrix products, and ResNet50
+    spends most of its FLOPs in 1x1 convs (benchmarks/RESULTS.md).
+    """
+    unpadded = padding == "VALID" or all(tuple(p) == (0, 0) for p in padding)
+    undilated = all(
+        d in (None, 1) or set(d) == {1} for d in (lhs_dilation, rhs_dilation)
+    )
+    if (
+        rhs.shape[:2] != (1, 1)
+        or not unpadded
+        or not undilated
+        or feature_group_count != 1
+    ):
+        raise ValueError(
+            "pointwise conv needs a 1x1 kernel, no padding, no dilation and one "
+            f"feature group, got kernel {rhs.shape}, padding {padding}, dilations "
+            f"{lhs_dilation}/{rhs_dilation}, groups {feature_group_count}"
+        )
+    del layout  # nnx.Conv's NHWC/HWIO dimension numbers (and output sharding)
+    row_stride, col_stride = window_strides
+    x = lhs[:, ::row_stride, ::col_stride, :]  # the pixels a strided 1x1 conv reads
+    batch, height, width, channels = x.shape
+    y = jnp.dot(x.reshape(-1, channels), rhs[0, 0], precision=precision)
+    return y.reshape(batch, height, width, -1)
+
+
 def _pad(x: jax.Array, amount: int) -> jax.Array:
     """Symmetric zero padding of the two spatial axes (Keras ZeroPadding2D)."""
     return jnp.pad(x, ((0, 0), (amount, amount), (amount, amount), (0, 0)))
@@ -97,6 +139,9 @@ class Bottleneck(nnx.Module):
                 use_bias=keras,
                 kernel_init=_KERAS_INIT if keras else _TORCH_CONV_INIT,
                 dtype=dtype,
+                conv_general_dilated=(
+                    _pointwise_conv if size == 1 else jax.lax.conv_general_dilated
+                ),
                 rngs=rngs,
             )
 
