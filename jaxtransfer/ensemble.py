@@ -61,8 +61,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.sharding import Mesh
 
-from jaxtransfer import fit, train
+from jaxtransfer import fit, sharding, train
 
 
 @dataclasses.dataclass
@@ -337,6 +338,7 @@ def run_members(
     checkpointer: fit.RunCheckpointer,
     log: Callable[[str, dict], None] = lambda name, record: None,
     vectorize: bool = True,
+    mesh: Mesh | None = None,
 ) -> dict[str, list[dict]]:
     """Trains every member's model through ``stages`` in place, as one ensemble.
 
@@ -357,6 +359,9 @@ def run_members(
         log: Called with ``(member name, record)`` after each member's epoch.
         vectorize: vmap the members (default) or ``lax.map`` them (exact, see
             ``ensemble_train_step``).
+        mesh: As in ``fit.run_stages``: the stacked state is replicated over its
+            devices and every member's batch is split over them (the members'
+            data must already be replicated there).
 
     Returns:
         Each member's per-epoch history (all stages), by name.
@@ -377,6 +382,11 @@ def run_members(
             "head dropout; partition them with ensemble.group_key"
         )
     num_members = len(members)
+    if mesh is not None:
+        step_config = dataclasses.replace(
+            step_config, batch_sharding=sharding.batch_sharded(mesh)
+        )
+    sync_every_step = mesh is not None and sharding.needs_step_sync(mesh)
     pools = {s: make_pool([m.data[s] for m in members]) for s in ("train", "val")}
     saved = checkpointer.progress()
     if saved is not None and [p["name"] for p in saved["members"]] != names:
@@ -400,6 +410,8 @@ def run_members(
         graphdef = created[0][0]
         state = stack([s for _, s in created])
         del created
+        if mesh is not None:
+            state = sharding.put_replicated(state, mesh)
         best = train.copy_weights(state)
         stoppers = [train.EarlyStopping(stage.mode, stage.patience) for _ in members]
         stopped = [False] * num_members
@@ -419,7 +431,8 @@ def run_members(
             )
         # Committed where the data is, fresh or restored alike: mixing committed
         # (restored) and uncommitted leaves would compile the steps again.
-        state = jax.device_put(state, pools["train"].images.sharding)
+        if mesh is None:  # with a mesh, put_replicated committed it above
+            state = jax.device_put(state, pools["train"].images.sharding)
         train_step, eval_step = make_ensemble_steps(
             graphdef, num_classes, stage_config, vectorize
         )
@@ -452,6 +465,8 @@ def run_members(
                     step_rngs,
                     active,
                 )
+                if sync_every_step:
+                    jax.block_until_ready(state)
                 sums.append(step_sums)
             sums = jax.device_get(sums)  # one transfer per epoch
             seconds = time.perf_counter() - start

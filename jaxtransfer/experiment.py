@@ -388,6 +388,7 @@ def run_ensembles(
                 eval_batch_size=config.train.eval_batch_size,
                 checkpointer=checkpointer,
                 log=lambda name, record, logs=logs: logs[name](record),
+                mesh=mesh,
             )
         finally:
             checkpointer.close()

@@ -8,7 +8,7 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
@@ -36,18 +36,44 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 @contextlib.contextmanager
 def atomic_directory(
-    path: str | os.PathLike, overwrite: bool = False
+    path: str | os.PathLike,
+    overwrite: bool = False,
+    *,
+    barrier: Callable[[str], None] | None = None,
+    primary: bool = True,
 ) -> Iterator[Path]:
-    """Yields a scratch directory that becomes ``path`` only if the block succeeds."""
+    """Yields a scratch directory that becomes ``path`` only if the block succeeds.
+
+    Several processes writing one directory together (orbax saving a model from
+    every JAX process) pass ``barrier`` (returns once every process has called it
+    with the same name) and ``primary`` (true on exactly one of them). They then
+    share one scratch directory with a fixed name; only the primary creates,
+    renames and removes it, and no process leaves before the rename.
+    """
     path = Path(path).absolute()
     if path.exists() and not overwrite:
         raise FileExistsError(f"output directory {path} already exists")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
+    if barrier is None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        scratch = Path(
+            tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent)
+        )
+    else:
+        scratch = path.with_name(f".{path.name}.partial-shared")
+        if primary:
+            shutil.rmtree(scratch, ignore_errors=True)  # an interrupted attempt's
+            scratch.mkdir(parents=True)
+        barrier(f"atomic_directory {path}: scratch ready")
     try:
         yield scratch
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(scratch, path)
+        if barrier is not None:
+            barrier(f"atomic_directory {path}: written")
+        if primary:
+            if path.exists():
+                shutil.rmtree(path)
+            os.replace(scratch, path)
+        if barrier is not None:
+            barrier(f"atomic_directory {path}: in place")
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        if primary:
+            shutil.rmtree(scratch, ignore_errors=True)

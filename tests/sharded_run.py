@@ -3,7 +3,8 @@
     python tests/sharded_run.py OUT.json [--devices N] [--process I --processes P
         --coordinator HOST:PORT]
 
-Prints nothing; writes the per-epoch history and a weight checksum to OUT.json.
+Prints nothing; writes the per-epoch history and a weight checksum to OUT.json and
+the trained model (`pretrained.save`, called by every process) to OUT.json.model.
 The test modules compare these across device counts and processes.
 """
 
@@ -19,6 +20,9 @@ parser.add_argument("--process", type=int, default=0)
 parser.add_argument("--processes", type=int, default=1)
 parser.add_argument("--coordinator", default="")
 parser.add_argument("--compilation_cache", default="")
+parser.add_argument(
+    "--ensemble", action="store_true", help="train two runs as one vmapped ensemble"
+)
 args = parser.parse_args()
 
 os.environ["JAX_PLATFORMS"] = "cpu"
@@ -32,8 +36,8 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from jaxtransfer import fit, sharding, train  # noqa: E402
-from jaxtransfer.models import resnet  # noqa: E402
+from jaxtransfer import ensemble, fit, sharding, train  # noqa: E402
+from jaxtransfer.models import pretrained, resnet  # noqa: E402
 
 # Short tests: XLA's optimisation passes cost more than they save here.
 jax.config.update("jax_disable_most_optimizations", True)
@@ -62,21 +66,33 @@ stages = [
 ]
 # One checkpoint directory for all processes (a shared filesystem in real runs).
 checkpointer = fit.RunCheckpointer(os.path.abspath(args.output) + ".ckpt")
-history = fit.run_stages(
-    model,
-    stages,
-    data,
+common = dict(
     num_classes=2,
     step_config=train.StepConfig(augment=None),
     batch_size=16,
     eval_batch_size=8,
-    rng=jax.random.key(0),
     checkpointer=checkpointer,
     mesh=mesh,
 )
+if args.ensemble:  # the run above and a second one on other data, as one ensemble
+    other = resnet._ResNetTiny(num_classes=2, rngs=nnx.Rngs(1))
+    members = [
+        ensemble.Member("a", model, data, jax.random.key(0)),
+        ensemble.Member("b", other, {"train": split(28), "val": data["val"]},
+                        jax.random.key(1)),
+    ]  # fmt: skip
+    history = ensemble.run_members(members, stages, **common)["a"]
+    second = jax.tree.leaves(nnx.state(other, nnx.Param))
+else:
+    history = fit.run_stages(model, stages, data, rng=jax.random.key(0), **common)
+    second = []
 checkpointer.close()
+# Every process saves, as experiment.finish_run does; one directory results.
+metadata = pretrained.make_metadata(model, source_format="sharded_run")
+pretrained.save(model, metadata, os.path.abspath(args.output) + ".model")
 weights = jax.tree.leaves(nnx.state(model, nnx.Param))
 checksum = float(sum(np.abs(np.asarray(w, np.float64)).sum() for w in weights))
+second_checksum = float(sum(np.abs(np.asarray(w, np.float64)).sum() for w in second))
 history = [{k: v for k, v in r.items() if not k.startswith("timing")} for r in history]
 if jax.process_index() == 0:
     with open(args.output, "w") as f:
@@ -86,6 +102,7 @@ if jax.process_index() == 0:
                 "param_devices": len(weights[0].sharding.device_set),
                 "history": history,
                 "checksum": checksum,
+                "second_checksum": second_checksum,
             },
             f,
         )

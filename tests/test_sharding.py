@@ -14,8 +14,12 @@ import sys
 import time
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
+from flax import nnx
+
+from jaxtransfer.models import pretrained
 
 SCRIPT = Path(__file__).with_name("sharded_run.py")
 
@@ -86,10 +90,34 @@ def test_eight_devices_match_one(one_device, cache, tmp_path):
     _assert_same_training(eight, one_device)
 
 
+def _saved_checksum(output):
+    """Weight checksum of the model a run saved beside its result."""
+    model, _ = pretrained.load(f"{output}.model")
+    weights = jax.tree.leaves(nnx.state(model, nnx.Param))
+    return float(sum(np.abs(np.asarray(w, np.float64)).sum() for w in weights))
+
+
 def test_two_processes_match_one(one_device, cache, tmp_path):
-    two = _run(tmp_path / "result.json", cache, processes=2)
+    output = tmp_path / "result.json"
+    two = _run(output, cache, processes=2)
     assert two["devices"] == 2 and two["param_devices"] == 2
     _assert_same_training(two, one_device)
+    # Both processes saved the model; exactly the trained weights landed, once.
+    assert _saved_checksum(output) == two["checksum"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "result.json",
+        "result.json.ckpt",
+        "result.json.model",
+    ]
+
+
+def test_ensemble_on_eight_devices_matches_the_sequential_run(
+    one_device, cache, tmp_path
+):
+    both = _run(tmp_path / "result.json", cache, "--devices", "8", "--ensemble")
+    assert both["param_devices"] == 8
+    _assert_same_training(both, one_device)  # member "a" is the sequential run
+    assert np.isfinite(both["second_checksum"]) and both["second_checksum"] > 0
 
 
 def test_sigkill_mid_training_then_rerun_matches_uninterrupted(

@@ -20,6 +20,7 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 from flax import nnx
+from jax.experimental import multihost_utils
 
 from jaxtransfer import files
 from jaxtransfer.models import resnet
@@ -77,13 +78,23 @@ def save(
     directory: str | os.PathLike,
     overwrite: bool = False,
 ) -> Path:
-    """Writes ``model``'s state and ``metadata`` to ``directory`` atomically."""
-    with files.atomic_directory(directory, overwrite=overwrite) as scratch:
+    """Writes ``model``'s state and ``metadata`` to ``directory`` atomically.
+
+    In a multi-process run every process must call it: orbax writes each
+    process's part of the (replicated or sharded) arrays into one shared scratch
+    directory, and process 0 writes the metadata and renames it into place.
+    """
+    primary = jax.process_index() == 0
+    barrier = multihost_utils.sync_global_devices if jax.process_count() > 1 else None
+    with files.atomic_directory(
+        directory, overwrite=overwrite, barrier=barrier, primary=primary
+    ) as scratch:
         checkpointer = ocp.StandardCheckpointer()
         checkpointer.save(scratch / STATE_DIR, model_state(model))
         checkpointer.wait_until_finished()
         checkpointer.close()
-        (scratch / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+        if primary:
+            (scratch / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
     return Path(directory)
 
 
