@@ -108,7 +108,7 @@ def ensure_inputs(config: ConfigDict) -> Path:
                 f"converters.keras_h5 --input <file>.h5 --output {path}"
             )
     directory = dataset_dir(config)
-    if config.data.synthetic:
+    if config.data.synthetic and sharding.is_primary():  # the others wait below
         raw = Path(config.data.manual_dir)
         if not raw.exists():
             synthetic.write_target(
@@ -132,7 +132,8 @@ def ensure_inputs(config: ConfigDict) -> Path:
                 ]
             )
         )
-    elif not (directory / "dataset_info.json").is_file():
+    sharding.sync_processes("synthetic inputs written")
+    if not config.data.synthetic and not (directory / "dataset_info.json").is_file():
         folds = (
             f" --paper_folds {config.data.paper_folds}"
             if config.data.paper_folds
@@ -277,7 +278,7 @@ class RunLog:
 
     def __init__(self, spec: RunSpec, run_dir: Path):
         self.spec = spec
-        self.writes = jax.process_index() == 0  # every process trains; one writes
+        self.writes = sharding.is_primary()  # every process trains; one writes
         self.records = 0
         if self.writes:
             self.jsonl = open(run_dir / "log.jsonl", "a")
@@ -406,7 +407,7 @@ def run_ensembles(
                 class_names,
                 workdir,
             )
-        if jax.process_index() == 0:
+        if sharding.is_primary():
             shutil.rmtree(checkpoints, ignore_errors=True)
     with contextlib.suppress(OSError):  # gone once every ensemble has finished
         (workdir / "ensembles").rmdir()
@@ -465,7 +466,7 @@ def finish_run(
         head_activation="sigmoid" if outputs == 1 else "softmax",
     )
     pretrained.save(model, metadata, run_dir / "model", overwrite=True)
-    if jax.process_index() == 0:
+    if sharding.is_primary():
         with files.atomic_file(run_dir / "test_predictions.npz") as partial:
             np.savez(
                 partial,
@@ -519,10 +520,12 @@ def run(config: ConfigDict, workdir: str | os.PathLike) -> dict:
     """Runs (or resumes) the whole grid of ``config`` in ``workdir``."""
     workdir = Path(workdir)
     directory = ensure_inputs(config)
+    primary = sharding.is_primary()  # every process trains; process 0 writes
     workdir.mkdir(parents=True, exist_ok=True)
-    files.write_text(
-        workdir / "config.json", config.to_json_best_effort(indent=2) + "\n"
-    )
+    if primary:
+        files.write_text(
+            workdir / "config.json", config.to_json_best_effort(indent=2) + "\n"
+        )
     finished, pending = {}, []
     for spec in grid(config):
         done = workdir / spec.directory / "metrics.json"
@@ -546,11 +549,12 @@ def run(config: ConfigDict, workdir: str | os.PathLike) -> dict:
                 loaded_fold = spec.fold
             finished[spec] = run_one(config, spec, data, class_names, workdir)
     results = [finished[spec] for spec in grid(config)]
-    files.write_text(workdir / "AUC.csv", auc_csv(results))
     summary = {"runs": results, "AUC": summarize(results)}
-    files.write_text(workdir / "summary.json", json.dumps(summary, indent=2) + "\n")
-    print_table(config, summary["AUC"])
-    if config.analysis.enabled:
+    if primary:
+        files.write_text(workdir / "AUC.csv", auc_csv(results))
+        files.write_text(workdir / "summary.json", json.dumps(summary, indent=2) + "\n")
+        print_table(config, summary["AUC"])
+    if config.analysis.enabled and primary:
         from jaxtransfer import analyze  # local: analyze imports this module
 
         analyze.run(
@@ -559,6 +563,7 @@ def run(config: ConfigDict, workdir: str | os.PathLike) -> dict:
             full_depth=config.analysis.full_depth,
             seed=config.seed,
         )
+    sharding.sync_processes("grid and analysis written")
     return summary
 
 

@@ -3,6 +3,11 @@
     python -m jaxtransfer.main --config=configs/knee.py --workdir=runs/knee
     python -m jaxtransfer.main --config=configs/demo.py --workdir=runs/demo
 
+Several processes (a TPU pod slice, GPU hosts) run the same command with
+--distributed (topology detected by jax.distributed on TPU, SLURM and Open MPI) or
+with --coordinator_address=HOST:PORT --num_processes=P --process_id=I; the workdir
+must be on a filesystem they share.
+
 Intentionally short: everything it calls can be imported and tested.
 """
 
@@ -13,10 +18,18 @@ import jax
 from absl import app, flags
 from ml_collections import config_flags
 
-from jaxtransfer import experiment
+from jaxtransfer import experiment, sharding
 
 _CONFIG = config_flags.DEFINE_config_file("config", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "where runs and results go")
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed", False, "join a multi-process run (jax.distributed.initialize)"
+)
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "host:port of process 0; implies --distributed"
+)
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "processes in the run")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "this process's index")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -25,6 +38,10 @@ def main(argv):
     logging.getLogger().setLevel(logging.INFO)
     for chatty in ("absl", "orbax"):  # orbax logs every save step at INFO
         logging.getLogger(chatty).setLevel(logging.WARNING)
+    if _DISTRIBUTED.value or _COORDINATOR.value:
+        sharding.initialize_distributed(
+            _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value
+        )
     logging.info(
         "process %d/%d, devices: %s",
         jax.process_index(),

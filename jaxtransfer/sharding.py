@@ -12,18 +12,23 @@ import os
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 DATA_AXIS = "data"
 
 
 def initialize_distributed(
-    coordinator_address: str, num_processes: int, process_id: int
+    coordinator_address: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
 ) -> None:
     """Joins a multi-process run (a TPU pod slice, several GPU hosts, or CPUs).
 
-    CPU collectives go through gloo (the setting only concerns the CPU client, so
-    it is harmless on accelerators). Call before anything touches devices.
+    Arguments left None are detected by ``jax.distributed.initialize`` (TPU pods,
+    SLURM, Open MPI). CPU collectives go through gloo (the setting only concerns
+    the CPU client, so it is harmless on accelerators). Call before anything
+    touches devices.
     """
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(
@@ -65,3 +70,14 @@ def needs_step_sync(mesh: Mesh) -> bool:
     """
     platform = mesh.devices.flat[0].platform
     return platform == "cpu" and mesh.devices.size > (os.cpu_count() or 1)
+
+
+def is_primary() -> bool:
+    """True on the process that writes shared files (process 0)."""
+    return jax.process_index() == 0
+
+
+def sync_processes(name: str) -> None:
+    """Returns once every process has called it with ``name`` (at once if alone)."""
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices(name)

@@ -20,9 +20,8 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 from flax import nnx
-from jax.experimental import multihost_utils
 
-from jaxtransfer import files
+from jaxtransfer import files, sharding
 from jaxtransfer.models import resnet
 
 FORMAT_VERSION = 1
@@ -84,8 +83,8 @@ def save(
     process's part of the (replicated or sharded) arrays into one shared scratch
     directory, and process 0 writes the metadata and renames it into place.
     """
-    primary = jax.process_index() == 0
-    barrier = multihost_utils.sync_global_devices if jax.process_count() > 1 else None
+    primary = sharding.is_primary()
+    barrier = sharding.sync_processes if jax.process_count() > 1 else None
     with files.atomic_directory(
         directory, overwrite=overwrite, barrier=barrier, primary=primary
     ) as scratch:
