@@ -36,6 +36,10 @@ def get_config(arg: str | None = None) -> ConfigDict:
     config.init = ConfigDict()
     config.init.ImageNet = "weights/imagenet"  # python -m converters.keras_h5 ...
     config.init.RadImageNet = "weights/radimagenet"
+    # Demos and tests: source -> synthetic domain; a missing checkpoint is then made
+    # by a short pre-training, saved as Keras HDF5 and converted (jaxtransfer.sources).
+    config.init.synthetic_domains = ConfigDict()
+    config.init.synthetic_epochs = 3
 
     config.model = ConfigDict()
     config.model.name = "resnet50"  # or "tiny" for tests and demos

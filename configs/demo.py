@@ -4,10 +4,13 @@
 
 It writes a small synthetic raw download in BUSI's real layout, prepares it with
 the real builder, and trains every source x freeze setting on two folds with a tiny
-ResNet at 32 px. The ImageNet/RadImageNet sources are stand-ins (fixed random
-initialisations) because no weights can be downloaded here; point config.init at
-converted checkpoints and set model.name='resnet50' for the real thing. The synthetic
-classes are learnable, so AUCs well above 50 are expected (a few minutes on 2 cores).
+ResNet at 32 px. No weights can be downloaded here, so the ImageNet and RadImageNet
+sources are made first by a short pre-training on two other synthetic domains
+(ISIC-like colour images, chest X-ray-like images), written as Keras `_notop.h5`
+files and converted back like real downloads (`jaxtransfer.sources`). Point
+config.init at converted checkpoints and set model.name='resnet50' for the real
+thing. The synthetic classes are learnable, so AUCs well above 50 are expected (a
+few minutes on 2 cores).
 """
 
 from configs import default
@@ -20,6 +23,9 @@ def get_config(arg=None):
     config.data.manual_dir = "runs/demo_data/raw"
     config.data.data_dir = "runs/demo_data/prepared"
     config.model.name = "tiny"
+    config.init.ImageNet = "runs/demo_data/sources/ImageNet"
+    config.init.RadImageNet = "runs/demo_data/sources/RadImageNet"
+    config.init.synthetic_domains = {"ImageNet": "isic", "RadImageNet": "chest"}
     config.grid.folds = (1, 2)
     config.train.batch_size = 16
     config.train.eval_batch_size = 32

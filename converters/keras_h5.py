@@ -11,6 +11,7 @@ Usage:
 """
 
 import os
+import re
 
 import numpy as np
 from flax import nnx
@@ -33,6 +34,34 @@ def _head_config(model_config: dict | None, dense_name: str) -> tuple[float, str
         if layer.get("class_name") == "Dense" and config.get("name") == dense_name:
             activation = config.get("activation", activation)
     return dropout, activation
+
+
+def _architecture(kfile: keras_layout.KerasFile) -> dict:
+    """ResNet constructor arguments for the file: ResNet50 unless its names say so.
+
+    Files with Keras 2.2+ layer names (``conv3_block2_1_conv``) may hold a ResNet of
+    other depth or width (the demo's small sources); the stage sizes come from the
+    block names and the width from ``conv1_conv``. Files with the old names
+    (``res2a_branch2a``) are ResNet50.
+    """
+    blocks = {}
+    for layer in kfile.layers:
+        match = re.fullmatch(
+            r"conv([2-5])_block(\d+)_\d_conv", layer.name.split("/")[-1]
+        )
+        if match:
+            stage, block = int(match[1]), int(match[2])
+            blocks[stage] = max(blocks.get(stage, 0), block)
+    stem = [
+        layer for layer in kfile.layers if layer.name.split("/")[-1] == "conv1_conv"
+    ]
+    if sorted(blocks) != [2, 3, 4, 5] or not stem:
+        return {}
+    stage_sizes = tuple(blocks[stage] for stage in (2, 3, 4, 5))
+    width = int(stem[0].arrays[0].shape[-1])
+    if (stage_sizes, width) == (resnet.RESNET50_STAGE_SIZES, 64):
+        return {}
+    return {"stage_sizes": stage_sizes, "width": width}
 
 
 def _check_shapes(expected_name: str, file_layer, variables) -> None:
@@ -67,7 +96,9 @@ def convert(
       ``(model, metadata)``; the model has a head when the file had one.
     """
     kfile = keras_layout.read(path)
-    template = keras_layout.backbone_layers(resnet.ResNet50(rngs=nnx.Rngs(0)))
+    architecture = _architecture(kfile)
+    layout_model = resnet.ResNet(**architecture, rngs=nnx.Rngs(0))
+    template = keras_layout.backbone_layers(layout_model)
     backbone = kfile.layers[: len(template)]
     rest = kfile.layers[len(template) :]
     if len(backbone) < len(template) or len(rest) > 1:
@@ -94,9 +125,10 @@ def convert(
     num_classes, dropout, activation = None, 0.0, None
     if head is not None:
         kernel = head.arrays[0]
-        if kernel.shape[0] != 2048:
+        features = layout_model.num_features
+        if kernel.shape[0] != features:
             raise keras_layout.KerasFileError(
-                f"shape mismatch at the head: expected (2048, classes), "
+                f"shape mismatch at the head: expected ({features}, classes), "
                 f"{head.describe()}"
             )
         nested = any(layer.nested_in for layer in backbone)
@@ -112,8 +144,8 @@ def convert(
             if not nested:
                 dropout = 0.0  # include_top=True: GAP -> Dense, no dropout.
 
-    model = resnet.ResNet50(
-        num_classes=num_classes, head_dropout=dropout, rngs=nnx.Rngs(0)
+    model = resnet.ResNet(
+        **architecture, num_classes=num_classes, head_dropout=dropout, rngs=nnx.Rngs(0)
     )
     for (_, _, module), file_layer in zip(
         keras_layout.backbone_layers(model), backbone

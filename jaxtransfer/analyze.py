@@ -101,23 +101,13 @@ def networks_of_fold(
                 f"fine-tuned: {directory}",
             )
     for source in pairs.INITS:
-        if config.model.name == "resnet50":
-            path = Path(config.init[source])
-            if (path / pretrained.METADATA_FILE).is_file():
-                networks[source] = pairs.Network(
-                    source, lambda p=path: _load_checkpoint(p), f"init: {path}"
-                )
-            else:
-                notes.append(f"fold{fold}: no {source} checkpoint at {path}")
-        else:
-            spec = experiment.RunSpec(source, False, fold)
+        path = Path(config.init[source])
+        if (path / pretrained.METADATA_FILE).is_file():
             networks[source] = pairs.Network(
-                source,
-                lambda s=spec: _with_preprocessing(
-                    experiment.build_model(config, s, 2)
-                ),
-                f"stand-in init of experiment.build_model ({config.model.name})",
+                source, lambda p=path: _load_checkpoint(p), f"init: {path}"
             )
+        else:
+            notes.append(f"fold{fold}: no {source} checkpoint at {path}")
     for k, name in enumerate((pairs.RANDOM, pairs.SECOND_RANDOM)):
         random_seed = _random_seed(seed, fold, k)
         networks[name] = pairs.Network(

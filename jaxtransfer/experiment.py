@@ -33,7 +33,7 @@ import tensorboardX
 from flax import nnx
 from ml_collections import ConfigDict
 
-from jaxtransfer import ensemble, files, fit, metrics, sharding, train
+from jaxtransfer import ensemble, files, fit, metrics, sharding, sources, train
 from jaxtransfer.data import augment, builders, loader, prepare, synthetic
 from jaxtransfer.models import pretrained, resnet
 
@@ -91,6 +91,10 @@ def dataset_dir(config: ConfigDict) -> Path:
     )
 
 
+def _is_checkpoint(path: Path) -> bool:
+    return (path / pretrained.METADATA_FILE).is_file()
+
+
 def ensure_inputs(config: ConfigDict) -> Path:
     """Checks (or, for synthetic demos, creates) every input before any compute.
 
@@ -98,10 +102,16 @@ def ensure_inputs(config: ConfigDict) -> Path:
     """
     problems = []
     for source in config.grid.sources:
-        if source == "random" or config.model.name != "resnet50":
+        if source == "random":
             continue
         path = Path(config.init[source])
-        if not (path / pretrained.METADATA_FILE).is_file():
+        domain = config.init.synthetic_domains.get(source)
+        if domain and sharding.is_primary() and not _is_checkpoint(path):
+            spec = sources.SyntheticSource(
+                domain, config.data.size, config.init.synthetic_epochs, config.seed
+            )
+            sources.make(spec, path)
+        if not domain and not _is_checkpoint(path):
             problems.append(
                 f"config.init.{source} = {path} is not a converted checkpoint. "
                 f"Download {WEIGHT_DOWNLOADS[source]} and run: python -m "
@@ -132,7 +142,7 @@ def ensure_inputs(config: ConfigDict) -> Path:
                 ]
             )
         )
-    sharding.sync_processes("synthetic inputs written")
+    sharding.sync_processes("synthetic inputs and sources written")
     if not config.data.synthetic and not (directory / "dataset_info.json").is_file():
         folds = (
             f" --paper_folds {config.data.paper_folds}"
@@ -209,17 +219,23 @@ def build_model(config: ConfigDict, spec: RunSpec, outputs: int) -> resnet.ResNe
         rngs=rngs,
         dtype=jnp.dtype(config.model.compute_dtype),
     )
-    if spec.source != "random" and config.model.name == "resnet50":
+    if spec.source != "random":
         source, _ = pretrained.load(config.init[spec.source])
+        if (source.stage_sizes, source.num_features) != (
+            model.stage_sizes,
+            model.num_features,
+        ):
+            raise ValueError(
+                f"config.init.{spec.source} = {config.init[spec.source]} holds a "
+                f"ResNet with stage sizes {source.stage_sizes} and "
+                f"{source.num_features} features; config.model.name="
+                f"{config.model.name!r} builds {model.stage_sizes}, "
+                f"{model.num_features}"
+            )
         backbone = nnx.state(source, (nnx.Param, nnx.BatchStat))
         if source.head is not None:  # a converted fine-tuned model: its head stays
             backbone = nnx.State({k: v for k, v in backbone.items() if k != "head"})
         nnx.update(model, backbone)
-    elif spec.source != "random":
-        # Stand-in sources of demos and tests: a fixed seed per source.
-        seed = SOURCES.index(spec.source) + 1000
-        donor = make(num_classes=None, rngs=nnx.Rngs(seed))
-        nnx.update(model, nnx.state(donor, (nnx.Param, nnx.BatchStat)))
     return model
 
 

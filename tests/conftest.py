@@ -5,4 +5,30 @@ import os
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
+import pytest  # noqa: E402
+
 import jaxtransfer  # noqa: E402, F401  (sets the XLA flag that avoids a CPU deadlock)
+
+
+@pytest.fixture(scope="session")
+def demo_sources(tmp_path_factory) -> dict[str, str]:
+    """The demo's two stand-in sources (pre-trained, HDF5, converted), made once."""
+    from configs import demo
+    from jaxtransfer import sources
+
+    config = demo.get_config()
+    root = tmp_path_factory.mktemp("sources")
+    return {
+        name: str(
+            sources.make(
+                sources.SyntheticSource(
+                    domain,
+                    config.data.size,
+                    config.init.synthetic_epochs,
+                    config.seed,
+                ),
+                root / name,
+            )
+        )
+        for name, domain in config.init.synthetic_domains.items()
+    }

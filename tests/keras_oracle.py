@@ -46,6 +46,35 @@ def resnet50(seed: int = 0, **kwargs) -> keras.Model:
     return randomize(model, seed)
 
 
+def shallow_resnet(seed: int = 0) -> keras.Model:
+    """Keras's own ResNet builder with one v1 block per stage (stage sizes 1,1,1,1).
+
+    Keras's generic ``ResNet(stack_fn, ...)`` (what ``ResNet50`` calls with 3,4,6,3
+    blocks); its layer names end in ``_block1``, which tells the converter the depth.
+    """
+    from keras.src.applications import resnet as keras_resnet
+
+    def stacks(x):
+        x = keras_resnet.stack_residual_blocks_v1(x, 64, 1, stride1=1, name="conv2")
+        for stage, filters in zip((3, 4, 5), (128, 256, 512)):
+            x = keras_resnet.stack_residual_blocks_v1(
+                x, filters, 1, name=f"conv{stage}"
+            )
+        return x
+
+    model = keras_resnet.ResNet(
+        stacks,
+        preact=False,
+        use_bias=True,
+        include_top=False,
+        weights=None,
+        input_shape=(None, None, 3),
+        pooling="avg",
+        name="resnet_shallow",
+    )
+    return randomize(model, seed)
+
+
 def fine_tuned(base: keras.Model, num_classes: int, seed: int = 1) -> keras.Model:
     """The study's fine-tuned model: the base nested, then Dropout(0.5) + Dense."""
     inputs = keras.Input((None, None, 3))
@@ -70,9 +99,11 @@ def save_full(model: keras.Model, path) -> None:
     model.save(path)
 
 
-def taps(model: keras.Model, images: np.ndarray) -> dict[str, np.ndarray]:
-    """The study's taps and the pooled features of a (non-nested) Keras ResNet50."""
-    outputs = [model.get_layer(name).output for name in STUDY_TAPS]
+def taps(
+    model: keras.Model, images: np.ndarray, names=STUDY_TAPS
+) -> dict[str, np.ndarray]:
+    """The study's taps and the pooled features of a (non-nested) Keras ResNet."""
+    outputs = [model.get_layer(name).output for name in names]
     probe = keras.Model(model.inputs, outputs + [model.get_layer("avg_pool").output])
     values = probe.predict(images, verbose=0)
-    return dict(zip((*STUDY_TAPS, "pooled"), values))
+    return dict(zip((*names, "pooled"), values))

@@ -10,8 +10,9 @@ from configs import demo
 from jaxtransfer import experiment
 
 
-def _config(tmp_path):
+def _config(tmp_path, demo_sources):
     config = demo.get_config()
+    config.init.update(demo_sources)
     config.data.manual_dir = str(tmp_path / "raw")
     config.data.data_dir = str(tmp_path / "prepared")
     config.data.synthetic_options.counts = {"benign": 20, "malignant": 16, "normal": 8}
@@ -23,8 +24,8 @@ def _config(tmp_path):
     return config
 
 
-def test_grid_writes_results_in_the_paper_schema_and_resumes(tmp_path):
-    config = _config(tmp_path)
+def test_grid_writes_results_in_the_paper_schema_and_resumes(tmp_path, demo_sources):
+    config = _config(tmp_path, demo_sources)
     workdir = tmp_path / "run"
     summary = experiment.run(config, workdir)
 
@@ -57,9 +58,10 @@ def test_grid_writes_results_in_the_paper_schema_and_resumes(tmp_path):
     ).stat().st_mtime_ns == stamp
 
 
-def test_missing_inputs_stop_before_any_compute(tmp_path):
-    config = _config(tmp_path)
+def test_missing_inputs_stop_before_any_compute(tmp_path, demo_sources):
+    config = _config(tmp_path, demo_sources)
     config.data.synthetic = False
+    config.init.synthetic_domains = {}
     config.model.name = "resnet50"
     config.init.ImageNet = str(tmp_path / "weights" / "imagenet")
     with pytest.raises(FileNotFoundError) as error:
@@ -70,8 +72,8 @@ def test_missing_inputs_stop_before_any_compute(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_ensemble_grid_matches_the_sequential_grid(tmp_path):
-    config = _config(tmp_path)
+def test_ensemble_grid_matches_the_sequential_grid(tmp_path, demo_sources):
+    config = _config(tmp_path, demo_sources)
     config.grid.sources = ("ImageNet", "RadImageNet")
     config.grid.freeze = (False,)
     config.train.learning_rate = 1e-5  # the paper's; rounding stays small

@@ -1,7 +1,8 @@
 """`python -m jaxtransfer.main` as two processes over localhost (jax.distributed).
 
 Both processes train every run of a tiny grid together; process 0 alone writes the
-shared files, and each run's model is saved once, completely.
+shared files (the synthetic data and the pre-trained ImageNet stand-in included),
+and each run's model is saved once, completely.
 """
 
 import csv
@@ -29,6 +30,7 @@ def _config_file(tmp_path: Path) -> Path:
                 config = demo.get_config(arg)
                 config.data.manual_dir = {str(tmp_path / "raw")!r}
                 config.data.data_dir = {str(tmp_path / "prepared")!r}
+                config.init.ImageNet = {str(tmp_path / "sources" / "ImageNet")!r}
                 config.data.synthetic_options.counts = dict(
                     benign=20, malignant=16, normal=8
                 )

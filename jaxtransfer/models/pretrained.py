@@ -76,19 +76,33 @@ def save(
     metadata: dict,
     directory: str | os.PathLike,
     overwrite: bool = False,
+    *,
+    every_process: bool = True,
 ) -> Path:
     """Writes ``model``'s state and ``metadata`` to ``directory`` atomically.
 
     In a multi-process run every process must call it: orbax writes each
     process's part of the (replicated or sharded) arrays into one shared scratch
-    directory, and process 0 writes the metadata and renames it into place.
+    directory, and process 0 writes the metadata and renames it into place. With
+    ``every_process=False`` the calling process alone saves a model it holds
+    locally (orbax's barriers confined to it).
     """
-    primary = sharding.is_primary()
-    barrier = sharding.sync_processes if jax.process_count() > 1 else None
+    multiprocess = jax.process_count() > 1
+    collective = every_process and multiprocess
+    options = ocp.options.MultiprocessingOptions()
+    if multiprocess and not collective:
+        me = jax.process_index()
+        options = ocp.options.MultiprocessingOptions(
+            primary_host=me, active_processes={me}
+        )
+    primary = sharding.is_primary() or not collective
     with files.atomic_directory(
-        directory, overwrite=overwrite, barrier=barrier, primary=primary
+        directory,
+        overwrite=overwrite,
+        barrier=sharding.sync_processes if collective else None,
+        primary=primary,
     ) as scratch:
-        checkpointer = ocp.StandardCheckpointer()
+        checkpointer = ocp.StandardCheckpointer(multiprocessing_options=options)
         checkpointer.save(scratch / STATE_DIR, model_state(model))
         checkpointer.wait_until_finished()
         checkpointer.close()

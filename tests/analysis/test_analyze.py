@@ -32,10 +32,11 @@ def _header(path):
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
+def workdir(tmp_path_factory, demo_sources):
     """A finished breast grid: all sources and freeze settings, one fold, tiny."""
     tmp = tmp_path_factory.mktemp("grid")
     config = demo.get_config()
+    config.init.update(demo_sources)
     config.data.manual_dir = str(tmp / "raw")
     config.data.data_dir = str(tmp / "prepared")
     config.data.synthetic_options.counts = {"benign": 40, "malignant": 30, "normal": 10}

@@ -244,6 +244,19 @@ def test_hdf5_without_keras_layout(tmp_path):
     _convert_cli_fails(path, tmp_path / "out", "not a Keras weight file")
 
 
+def test_a_shallower_keras_resnet_converts_with_its_own_depth(images, tmp_path):
+    keras_model = keras_oracle.shallow_resnet(seed=3)
+    path = tmp_path / "shallow_notop.h5"
+    keras_oracle.save_weights_only(keras_model, path)
+    model, metadata = keras_h5.convert(path)
+    assert metadata["stage_sizes"] == [1, 1, 1, 1] and metadata["width"] == 64
+    x = images[SIZES[1]]
+    reference = keras_oracle.taps(keras_model, x, model.study_taps)
+    _, acts = _forward(model, x)
+    for name, value in reference.items():
+        _assert_close(acts[name], value, f"shallow {name}")
+
+
 def test_not_a_resnet50(tmp_path):
     inputs = keras.Input((32, 32, 3))
     x = keras.layers.Conv2D(8, 3, name="conv")(inputs)

@@ -1,0 +1,88 @@
+"""Pretrained sources for demos and tests, made the way real ones reach a user.
+
+No ImageNet or RadImageNet weights can be downloaded here, so the demo makes its
+two sources itself: a short pre-training of its (tiny) ResNet on a synthetic
+source domain (another target's synthetic raw download, prepared by the real
+builder), written out as a Keras weights-only ``..._notop.h5`` exactly as the real
+downloads are, and read back through ``converters.keras_h5`` into the checkpoint
+directory that ``config.init`` names. Everything after the HDF5 file is the path
+real weights take.
+"""
+
+import dataclasses
+import logging
+import tempfile
+from pathlib import Path
+
+import jax
+from flax import nnx
+
+from converters import keras_h5, to_keras_h5
+from jaxtransfer import train
+from jaxtransfer.data import builders, loader, prepare, synthetic
+from jaxtransfer.models import pretrained, resnet
+
+BATCH_SIZE = 16
+
+
+@dataclasses.dataclass(frozen=True)
+class SyntheticSource:
+    """How to make one stand-in source.
+
+    Attributes:
+        domain: the synthetic target whose download it is trained on.
+        size: image size of the pre-training (and of the demo).
+        epochs: pre-training epochs on fold 1's training split (all weights, Adam
+            1e-3, no early stopping).
+        seed: seeds the download, the initialisation and the data order.
+    """
+
+    domain: str
+    size: int
+    epochs: int = 3
+    seed: int = 0
+
+
+def pretrain(source: SyntheticSource, workdir: Path) -> resnet.ResNet:
+    """A tiny ResNet trained on ``source.domain``'s synthetic download."""
+    raw = workdir / "raw"
+    synthetic.write_target(source.domain, raw, image_size=source.size, seed=source.seed)
+    name = source.domain.replace("-", "_")
+    flags = ["--dataset", name, "--manual_dir", str(raw)]
+    flags += ["--data_dir", str(workdir / "prepared"), "--size", str(source.size)]
+    prepare.prepare(prepare.parse_args([*flags, "--no_progress"]))
+    directory = builders.prepared_dir(workdir / "prepared", name, source.size)
+    split = loader.load_split(directory, "fold1_train")
+    images, labels = jax.device_put((split.images, split.labels))
+    num_classes = len(split.class_names)
+    model = resnet._ResNetTiny(num_classes=num_classes, rngs=nnx.Rngs(source.seed))
+    config = train.StepConfig(learning_rate=1e-3, augment=None)
+    graphdef, state = train.create_state(model, config.optimizer, nnx.Param)
+    step, _ = train.make_steps(graphdef, num_classes, config)
+    rng = jax.random.key(source.seed)
+    for epoch in range(source.epochs):  # no early stopping, no checkpoints: seconds
+        shuffle_rng, step_rng = jax.random.split(jax.random.fold_in(rng, epoch))
+        for indices in train.epoch_batches(shuffle_rng, len(labels), BATCH_SIZE):
+            state, _ = step(state, images, labels, indices, step_rng)
+    train.update_model(model, state)
+    return model
+
+
+def make(source: SyntheticSource, checkpoint_dir: str | Path) -> Path:
+    """Pre-trains, writes ``<checkpoint_dir>_notop.h5`` and converts it back.
+
+    Returns the checkpoint directory (``config.init``'s path for the source).
+    """
+    checkpoint_dir = Path(checkpoint_dir)
+    h5_path = checkpoint_dir.with_name(f"{checkpoint_dir.name}_notop.h5")
+    logging.info("pre-training a stand-in source on synthetic %s", source.domain)
+    checkpoint_dir.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=checkpoint_dir.parent) as scratch:
+        model = pretrain(source, Path(scratch))
+    to_keras_h5.export(model, h5_path, include_head=False)  # as the downloads are
+    converted, metadata = keras_h5.convert(h5_path)
+    # Called by one process of a multi-process run (experiment.ensure_inputs).
+    pretrained.save(
+        converted, metadata, checkpoint_dir, overwrite=True, every_process=False
+    )
+    return checkpoint_dir
