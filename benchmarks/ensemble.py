@@ -99,8 +99,7 @@ def main(argv=None) -> list[dict]:
         )
     for record in results:
         print(json.dumps(record), flush=True)
-    with open(args.output, "w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in results)
+    timing.write_json_lines(args.output, results)
     return results
 
 

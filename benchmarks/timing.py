@@ -1,5 +1,6 @@
-"""Steady-state timing shared by the benchmark scripts."""
+"""Steady-state timing and JSON-lines output shared by the benchmark scripts."""
 
+import json
 import time
 
 import numpy as np
@@ -18,3 +19,9 @@ def median_seconds(fn, iters: int, warmup: int = 2) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return float(np.median(times))
+
+
+def write_json_lines(path: str, records: list[dict]) -> None:
+    """One JSON object per line, the format every benchmark prints and saves."""
+    with open(path, "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in records)

@@ -310,8 +310,7 @@ def main(argv=None) -> list[dict]:
             }
             results.append(row)
             print(json.dumps(row), flush=True)
-    with open(args.output, "w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in results)
+    timing.write_json_lines(args.output, results)
     return results
 
 
