@@ -37,7 +37,8 @@ def get_config(arg: str | None = None) -> ConfigDict:
     config.init.ImageNet = "weights/imagenet"  # python -m converters.keras_h5 ...
     config.init.RadImageNet = "weights/radimagenet"
     # Demos and tests: source -> synthetic domain; a missing checkpoint is then made
-    # by a short pre-training, saved as Keras HDF5 and converted (jaxtransfer.sources).
+    # by a short pre-training, saved as Keras HDF5 and converted
+    # (jaxtransfer.pretraining).
     config.init.synthetic_domains = ConfigDict()
     config.init.synthetic_epochs = 3
 

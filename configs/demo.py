@@ -7,7 +7,7 @@ the real builder, and trains every source x freeze setting on two folds with a t
 ResNet at 32 px. No weights can be downloaded here, so the ImageNet and RadImageNet
 sources are made first by a short pre-training on two other synthetic domains
 (ISIC-like colour images, chest X-ray-like images), written as Keras `_notop.h5`
-files and converted back like real downloads (`jaxtransfer.sources`). Point
+files and converted back like real downloads (`jaxtransfer.pretraining`). Point
 config.init at converted checkpoints and set model.name='resnet50' for the real
 thing. The synthetic classes are learnable, so AUCs well above 50 are expected (a
 few minutes on 2 cores).

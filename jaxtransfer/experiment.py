@@ -33,7 +33,7 @@ import tensorboardX
 from flax import nnx
 from ml_collections import ConfigDict
 
-from jaxtransfer import ensemble, files, fit, metrics, sharding, sources, train
+from jaxtransfer import ensemble, files, fit, metrics, pretraining, sharding, train
 from jaxtransfer.data import augment, builders, loader, prepare, synthetic
 from jaxtransfer.models import pretrained, resnet
 
@@ -107,10 +107,10 @@ def ensure_inputs(config: ConfigDict) -> Path:
         path = Path(config.init[source])
         domain = config.init.synthetic_domains.get(source)
         if domain and sharding.is_primary() and not _is_checkpoint(path):
-            spec = sources.SyntheticSource(
+            spec = pretraining.SyntheticSource(
                 domain, config.data.size, config.init.synthetic_epochs, config.seed
             )
-            sources.make(spec, path)
+            pretraining.make(spec, path)
         if not domain and not _is_checkpoint(path):
             problems.append(
                 f"config.init.{source} = {path} is not a converted checkpoint. "

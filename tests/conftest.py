@@ -14,14 +14,14 @@ import jaxtransfer  # noqa: E402, F401  (sets the XLA flag that avoids a CPU dea
 def demo_sources(tmp_path_factory) -> dict[str, str]:
     """The demo's two stand-in sources (pre-trained, HDF5, converted), made once."""
     from configs import demo
-    from jaxtransfer import sources
+    from jaxtransfer import pretraining
 
     config = demo.get_config()
     root = tmp_path_factory.mktemp("sources")
     return {
         name: str(
-            sources.make(
-                sources.SyntheticSource(
+            pretraining.make(
+                pretraining.SyntheticSource(
                     domain,
                     config.data.size,
                     config.init.synthetic_epochs,

@@ -1,4 +1,4 @@
-"""The demo's stand-in sources: pre-trained, written as Keras HDF5, converted back."""
+"""jaxtransfer.pretraining: stand-in sources, saved as Keras HDF5 and read back."""
 
 from pathlib import Path
 
