@@ -91,6 +91,16 @@ def dataset_dir(config: ConfigDict) -> Path:
     )
 
 
+def synthetic_source(config: ConfigDict, source: str) -> pretraining.SyntheticSource:
+    """How a demo's stand-in for ``source`` is pre-trained (its own seed each)."""
+    return pretraining.SyntheticSource(
+        config.init.synthetic_domains[source],
+        config.data.size,
+        config.init.synthetic_epochs,
+        config.seed + SOURCES.index(source),
+    )
+
+
 def _is_checkpoint(path: Path) -> bool:
     return (path / pretrained.METADATA_FILE).is_file()
 
@@ -107,10 +117,7 @@ def ensure_inputs(config: ConfigDict) -> Path:
         path = Path(config.init[source])
         domain = config.init.synthetic_domains.get(source)
         if domain and sharding.is_primary() and not _is_checkpoint(path):
-            spec = pretraining.SyntheticSource(
-                domain, config.data.size, config.init.synthetic_epochs, config.seed
-            )
-            pretraining.make(spec, path)
+            pretraining.make(synthetic_source(config, source), path)
         if not domain and not _is_checkpoint(path):
             problems.append(
                 f"config.init.{source} = {path} is not a converted checkpoint. "

@@ -14,21 +14,13 @@ import jaxtransfer  # noqa: E402, F401  (sets the XLA flag that avoids a CPU dea
 def demo_sources(tmp_path_factory) -> dict[str, str]:
     """The demo's two stand-in sources (pre-trained, HDF5, converted), made once."""
     from configs import demo
-    from jaxtransfer import pretraining
+    from jaxtransfer import experiment, pretraining
 
     config = demo.get_config()
     root = tmp_path_factory.mktemp("sources")
     return {
         name: str(
-            pretraining.make(
-                pretraining.SyntheticSource(
-                    domain,
-                    config.data.size,
-                    config.init.synthetic_epochs,
-                    config.seed,
-                ),
-                root / name,
-            )
+            pretraining.make(experiment.synthetic_source(config, name), root / name)
         )
-        for name, domain in config.init.synthetic_domains.items()
+        for name in config.init.synthetic_domains
     }

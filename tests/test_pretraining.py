@@ -6,7 +6,9 @@ import jax
 import numpy as np
 from flax import nnx
 
+from configs import demo
 from converters import keras_h5
+from jaxtransfer import experiment
 from jaxtransfer.models import pretrained, resnet
 
 
@@ -17,9 +19,11 @@ def _backbone(model):
 
 
 def test_sources_are_trained_tiny_resnets_read_back_from_keras_files(demo_sources):
-    fresh = _backbone(resnet._ResNetTiny(rngs=nnx.Rngs(0)))  # the seed they start from
+    config = demo.get_config()
     backbones = {}
     for name, directory in demo_sources.items():
+        seed = experiment.synthetic_source(config, name).seed
+        fresh = _backbone(resnet._ResNetTiny(rngs=nnx.Rngs(seed)))  # where it began
         model, metadata = pretrained.load(directory)
         h5_path = Path(directory).with_name(f"{name}_notop.h5")
         assert metadata["source_format"] == "keras_h5"
