@@ -73,7 +73,7 @@ def _check_shapes(expected_name: str, file_layer, variables) -> None:
     for variable, array in zip(variables, file_layer.arrays):
         if tuple(array.shape) != tuple(variable.get_value().shape):
             raise keras_layout.KerasFileError(
-                f"shape mismatch at layer {expected_name}: ResNet50 expects "
+                f"shape mismatch at layer {expected_name}: the model expects "
                 f"{tuple(variable.get_value().shape)}, {file_layer.describe()}"
             )
 
@@ -86,7 +86,7 @@ def _assign(variables, arrays) -> None:
 def convert(
     path: str | os.PathLike, keep_top: bool = False
 ) -> tuple[resnet.ResNet, dict]:
-    """Loads a Keras HDF5 ResNet50 into a Flax model.
+    """Loads a Keras HDF5 ResNet50 (or a Keras-named ResNet of other depth) into Flax.
 
     Args:
       path: the HDF5 file, in any of the three layouts.
@@ -99,22 +99,25 @@ def convert(
     architecture = _architecture(kfile)
     layout_model = resnet.ResNet(**architecture, rngs=nnx.Rngs(0))
     template = keras_layout.backbone_layers(layout_model)
+    arch = "ResNet50"
+    if architecture:
+        arch = "ResNet (blocks {stage_sizes}, width {width})".format(**architecture)
     backbone = kfile.layers[: len(template)]
     rest = kfile.layers[len(template) :]
     if len(backbone) < len(template) or len(rest) > 1:
         raise keras_layout.KerasFileError(
-            f"{path} is not a Keras ResNet50: it has {len(kfile.layers)} weighted "
-            f"layers, where ResNet50 has {len(template)} plus at most one Dense head"
+            f"{path} is not a Keras {arch}: it has {len(kfile.layers)} weighted "
+            f"layers, where {arch} has {len(template)} plus at most one Dense head"
         )
     for (name, kind, _), file_layer in zip(template, backbone):
         if file_layer.kind != kind:
             raise keras_layout.KerasFileError(
-                f"{path} is not a Keras ResNet50: layer {name} should be a {kind}, "
+                f"{path} is not a Keras {arch}: layer {name} should be a {kind}, "
                 f"found {file_layer.describe()}"
             )
     if rest and rest[0].kind != "dense":
         raise keras_layout.KerasFileError(
-            f"{path}: after the ResNet50 backbone expected a Dense head, found "
+            f"{path}: after the {arch} backbone expected a Dense head, found "
             f"{rest[0].describe()}"
         )
     for (name, _, module), file_layer in zip(template, backbone):
