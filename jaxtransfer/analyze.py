@@ -91,7 +91,7 @@ def networks_of_fold(
     for source in pairs.INITS:
         for freeze in (False, True):
             directory = workdir / f"{source}-freeze{freeze}" / f"fold{fold}" / "model"
-            if not (directory / pretrained.METADATA_FILE).is_file():
+            if not pretrained.is_checkpoint(directory):
                 continue
             template = template or pretrained.read_metadata(directory)
             name = pairs.finetuned_name(target, source, freeze)
@@ -102,7 +102,7 @@ def networks_of_fold(
             )
     for source in pairs.INITS:
         path = Path(config.init[source])
-        if (path / pretrained.METADATA_FILE).is_file():
+        if pretrained.is_checkpoint(path):
             networks[source] = pairs.Network(
                 source, lambda p=path: _load_checkpoint(p), f"init: {path}"
             )

@@ -382,11 +382,7 @@ def run_members(
             "head dropout; partition them with ensemble.group_key"
         )
     num_members = len(members)
-    if mesh is not None:
-        step_config = dataclasses.replace(
-            step_config, batch_sharding=sharding.batch_sharded(mesh)
-        )
-    sync_every_step = mesh is not None and sharding.needs_step_sync(mesh)
+    step_config, sync_every_step = fit.for_mesh(step_config, mesh)
     pools = {s: make_pool([m.data[s] for m in members]) for s in ("train", "val")}
     saved = checkpointer.progress()
     if saved is not None and [p["name"] for p in saved["members"]] != names:

@@ -101,10 +101,6 @@ def synthetic_source(config: ConfigDict, source: str) -> pretraining.SyntheticSo
     )
 
 
-def _is_checkpoint(path: Path) -> bool:
-    return (path / pretrained.METADATA_FILE).is_file()
-
-
 def ensure_inputs(config: ConfigDict) -> Path:
     """Checks (or, for synthetic demos, creates) every input before any compute.
 
@@ -116,9 +112,9 @@ def ensure_inputs(config: ConfigDict) -> Path:
             continue
         path = Path(config.init[source])
         domain = config.init.synthetic_domains.get(source)
-        if domain and sharding.is_primary() and not _is_checkpoint(path):
+        if domain and sharding.is_primary() and not pretrained.is_checkpoint(path):
             pretraining.make(synthetic_source(config, source), path)
-        if not domain and not _is_checkpoint(path):
+        if not domain and not pretrained.is_checkpoint(path):
             problems.append(
                 f"config.init.{source} = {path} is not a converted checkpoint. "
                 f"Download {WEIGHT_DOWNLOADS[source]} and run: python -m "
@@ -453,14 +449,8 @@ def finish_run(
     outputs = num_outputs(config, num_classes)
     mesh = sharding.make_mesh()
     graphdef, state = train.create_state(model, train.optax.identity(), nnx.Param)
-    _, eval_step = train.make_steps(
-        graphdef,
-        outputs,
-        dataclasses.replace(
-            step_config_for(config, num_classes),
-            batch_sharding=sharding.batch_sharded(mesh),
-        ),
-    )
+    sharded_config, _ = fit.for_mesh(step_config_for(config, num_classes), mesh)
+    _, eval_step = train.make_steps(graphdef, outputs, sharded_config)
     test, probs = train.evaluate(
         eval_step,
         sharding.put_replicated(state, mesh),

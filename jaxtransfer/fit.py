@@ -128,6 +128,21 @@ class RunCheckpointer:
         self.manager.close()
 
 
+def for_mesh(
+    step_config: train.StepConfig, mesh: Mesh | None
+) -> tuple[train.StepConfig, bool]:
+    """Steps that split each batch over ``mesh``, and whether to block on each.
+
+    Returns ``step_config`` unchanged (and False) without a mesh.
+    """
+    if mesh is None:
+        return step_config, False
+    sharded = dataclasses.replace(
+        step_config, batch_sharding=sharding.batch_sharded(mesh)
+    )
+    return sharded, sharding.needs_step_sync(mesh)
+
+
 def run_stages(
     model: nnx.Module,
     stages: list[Stage],
@@ -150,11 +165,7 @@ def run_stages(
 
     Returns the per-epoch history (one dict per epoch, all stages).
     """
-    if mesh is not None:
-        step_config = dataclasses.replace(
-            step_config, batch_sharding=sharding.batch_sharded(mesh)
-        )
-    sync_every_step = mesh is not None and sharding.needs_step_sync(mesh)
+    step_config, sync_every_step = for_mesh(step_config, mesh)
     saved = checkpointer.progress()
     start_stage = saved["stage"] if saved else 0
     history = saved["history"] if saved else []

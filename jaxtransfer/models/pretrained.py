@@ -111,6 +111,11 @@ def save(
     return Path(directory)
 
 
+def is_checkpoint(directory: str | os.PathLike) -> bool:
+    """True if ``directory`` holds a checkpoint written by ``save``."""
+    return (Path(directory) / METADATA_FILE).is_file()
+
+
 def read_metadata(directory: str | os.PathLike) -> dict:
     """The metadata of a converted checkpoint, with a clear error if it is not one."""
     directory = Path(directory)
