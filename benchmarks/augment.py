@@ -87,6 +87,7 @@ def main(argv=None) -> None:
     parser.add_argument("--keras-iters", type=int, default=3)
     parser.add_argument("--output", default=None)
     args = parser.parse_args(argv)
+    malloc = timing.reuse_freed_memory()
 
     rng = np.random.default_rng(0)
     shape = (args.batch, args.size, args.size, 3)
@@ -99,6 +100,7 @@ def main(argv=None) -> None:
         "backend": jax.default_backend(),
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
+        **malloc,
     }
     rows = [
         {**common, **bench_jaxtransfer(images, args.iters)},

@@ -30,6 +30,8 @@ import numpy as np
 
 # Importable from a plain checkout too (the GPU machines run it without installing).
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import timing  # noqa: E402  (benchmarks/timing.py, beside this script)
+
 from jaxtransfer.analysis import cca  # noqa: E402
 
 PAPER_NUM_CCAS = 14 * 5 * 5 * 5
@@ -43,8 +45,11 @@ PAPER_PAIRS = (
 NUM_NETWORKS = 8
 
 
+_RUN = {}  # what every record of this run shares (the allocator setting)
+
+
 def _emit(**record):
-    print(json.dumps(record), flush=True)
+    print(json.dumps({**record, **_RUN}), flush=True)
 
 
 def _device():
@@ -277,6 +282,7 @@ def main():
     )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    _RUN.update(timing.reuse_freed_memory())
     args.points, args.num_ccas = 10_000, PAPER_NUM_CCAS
     args.full_width, args.full_width_count = 2048, 2
     if args.quick:

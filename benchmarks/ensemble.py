@@ -41,6 +41,7 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument("--output", default="benchmarks/ensemble.json")
     args = parser.parse_args(argv)
+    malloc = timing.reuse_freed_memory()
 
     make = resnet._ResNetTiny if args.model == "tiny" else resnet.ResNet50
     config = train.StepConfig(augment=augment.AugmentConfig())
@@ -64,6 +65,7 @@ def main(argv=None) -> list[dict]:
         "members": args.members,
         "device": jax.devices()[0].device_kind,
         "host": platform.node(),
+        **malloc,
     }
     results = []
 

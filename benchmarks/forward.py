@@ -78,6 +78,7 @@ def main(argv=None) -> int:
     parser.add_argument("--output", default="benchmarks/forward.json")
     args = parser.parse_args(argv)
 
+    malloc = timing.reuse_freed_memory()
     device = jax.devices()[0]
     images = np.random.default_rng(0).normal(
         0, 60, (args.batch, args.size, args.size, 3)
@@ -93,6 +94,7 @@ def main(argv=None) -> int:
         "cpu_count": os.cpu_count(),
         "jax_version": jax.__version__,
         "python": platform.python_version(),
+        **malloc,
     }
     runs = [bench_jaxtransfer(images, args.iters, "float32")]
     if args.bf16:

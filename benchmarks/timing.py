@@ -25,3 +25,15 @@ def write_json_lines(path: str, records: list[dict]) -> None:
     """One JSON object per line, the format every benchmark prints and saves."""
     with open(path, "w") as f:
         f.writelines(json.dumps(r) + "\n" for r in records)
+
+
+def reuse_freed_memory() -> dict:
+    """Applies the entry points' allocator setting; the record says which one ran.
+
+    Call first in ``main``, before jax starts its backend. Every implementation in
+    the run shares it (it is process-wide), so comparisons stay like for like;
+    ``JAXTRANSFER_DEFAULT_MALLOC=1`` measures glibc's defaults instead.
+    """
+    from jaxtransfer import host
+
+    return {"host_malloc": "reuse" if host.reuse_freed_memory() else "default"}

@@ -35,7 +35,7 @@ import numpy as np
 from flax import nnx
 from ml_collections import ConfigDict
 
-from jaxtransfer import experiment, files
+from jaxtransfer import experiment, files, host
 from jaxtransfer.analysis import (
     figures,
     pairs,
@@ -507,6 +507,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch_size", type=int, default=32)
     args = parser.parse_args(argv)
+    host.reuse_freed_memory()  # before jax starts its backend
     logging.basicConfig(level=logging.INFO)
     summary = run(
         args.workdir,

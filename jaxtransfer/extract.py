@@ -24,7 +24,7 @@ import numpy as np
 from flax import nnx
 from tqdm import tqdm
 
-from jaxtransfer import files
+from jaxtransfer import files, host
 from jaxtransfer.data import preprocess
 from jaxtransfer.models import pretrained, resnet
 
@@ -144,6 +144,7 @@ def main(argv=None) -> int:
         "--all_blocks", action="store_true", help="also every block output (16)"
     )
     args = parser.parse_args(argv)
+    host.reuse_freed_memory()  # before jax starts its backend
     try:
         names = extract_to_npz(
             args.checkpoint, args.images, args.output, args.batch_size, args.all_blocks

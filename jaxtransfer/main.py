@@ -18,7 +18,7 @@ import jax
 from absl import app, flags
 from ml_collections import config_flags
 
-from jaxtransfer import experiment, sharding
+from jaxtransfer import experiment, host, sharding
 
 _CONFIG = config_flags.DEFINE_config_file("config", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "where runs and results go")
@@ -35,6 +35,8 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
     del argv
+    if _CONFIG.value.host.reuse_freed_memory:
+        host.reuse_freed_memory()  # before jax starts its backend
     logging.getLogger().setLevel(logging.INFO)
     for chatty in ("absl", "orbax"):  # orbax logs every save step at INFO
         logging.getLogger(chatty).setLevel(logging.WARNING)

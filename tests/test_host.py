@@ -1,0 +1,59 @@
+"""The allocator setting stops XLA:CPU from page-faulting its buffers on every call."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from jaxtransfer import host
+
+# 64 MiB in and out per call: above glibc's largest default mmap threshold (32 MiB).
+_WORKLOAD = """
+import json, resource, sys
+from jaxtransfer import host
+applied = host.reuse_freed_memory()
+import jax, jax.numpy as jnp
+x = jnp.ones((16 * 1024 * 1024,), jnp.float32)
+f = jax.jit(lambda x: jnp.maximum(x * 2.0 + 1.0, 0.0))
+blocks = []  # the heap grows during the first calls, then stays
+for _ in range(4):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(5):
+        f(x).block_until_ready()
+    blocks.append((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 5)
+print(json.dumps({"applied": applied, "faults_per_call": blocks[-1]}))
+"""
+
+
+def _faults_per_call(default_malloc: bool) -> dict:
+    env = {"JAX_PLATFORMS": "cpu", "PATH": os.environ.get("PATH", "")}
+    if default_malloc:
+        env[host.DEFAULT_MALLOC_ENV] = "1"
+    result = subprocess.run(
+        [sys.executable, "-c", _WORKLOAD],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")
+def test_reused_memory_does_not_fault_per_call():
+    default = _faults_per_call(default_malloc=True)
+    reused = _faults_per_call(default_malloc=False)
+    assert not default["applied"] and reused["applied"]
+    pages = 64 * 1024 * 1024 // 4096
+    # glibc's default maps the 64 MiB output afresh on every call...
+    assert default["faults_per_call"] > pages / 2, default
+    # ...the setting reuses it.
+    assert reused["faults_per_call"] < pages / 100, reused
+
+
+def test_opt_out_keeps_defaults(monkeypatch):
+    monkeypatch.setenv(host.DEFAULT_MALLOC_ENV, "1")
+    assert host.reuse_freed_memory() is False
