@@ -24,11 +24,12 @@ Memory: jaxtransfer rows carry XLA's compiled memory analysis of the step
 the members; on a GPU also the process's `peak_bytes_in_use`; torch on a GPU
 reports `torch.cuda.max_memory_allocated`. `--memory-only` compiles the whole grid
 of one target (`--members 25 --batch 128 --dtypes bfloat16`) without running it and
-reports its compiled size.
+reports its compiled size. `--remat` makes the jaxtransfer steps recompute each
+block in the backward pass (`train.StepConfig.remat`).
 
 Usage:
   python benchmarks/train_throughput.py [--sizes 112,224] [--batch 32]
-      [--dtypes float32,bfloat16] [--members 5] [--iters 5] [--impls ...]
+      [--dtypes float32,bfloat16] [--members 5] [--iters 5] [--impls ...] [--remat]
       [--output benchmarks/train_throughput.json]
 Prints one JSON object per line per measurement (keys impl, size, batch, dtype,
 members, images_per_s, device, ...) and writes them all to --output.
@@ -86,12 +87,13 @@ def _device_peak_bytes() -> int | None:
     return None if not stats else stats.get("peak_bytes_in_use")
 
 
-def _jax_step(size, batch, dtype, members, use_augment, rng):
+def _jax_step(size, batch, dtype, members, use_augment, rng, remat=False):
     """The jitted train step and its arguments: one run, or M as one ensemble."""
     config = train.StepConfig(
         learning_rate=LEARNING_RATE,
         compute_dtype=dtype,
         augment=augment.AugmentConfig() if use_augment else None,
+        remat=remat,
     )
     states = []
     for seed in range(members):
@@ -114,8 +116,8 @@ def _jax_step(size, batch, dtype, members, use_augment, rng):
     return step, args
 
 
-def bench_jaxtransfer(size, batch, dtype, members, use_augment, iters, rng):
-    step, args = _jax_step(size, batch, dtype, members, use_augment, rng)
+def bench_jaxtransfer(size, batch, dtype, members, use_augment, iters, rng, remat):
+    step, args = _jax_step(size, batch, dtype, members, use_augment, rng, remat)
     compiled = _compiled_bytes(step, *args)
     holder = {"args": args}
 
@@ -128,6 +130,7 @@ def bench_jaxtransfer(size, batch, dtype, members, use_augment, iters, rng):
     return {
         "impl": "jaxtransfer",
         "augment": use_augment,
+        "remat": remat,
         "seconds_per_step": seconds,
         "images_per_s": batch * members / seconds,
         "compiled_bytes_per_member": None if compiled is None else compiled // members,
@@ -135,13 +138,14 @@ def bench_jaxtransfer(size, batch, dtype, members, use_augment, iters, rng):
     }
 
 
-def memory_only(size, batch, dtype, members, rng):
+def memory_only(size, batch, dtype, members, rng, remat):
     """Compiled size of the fold-ensemble step, without running it."""
-    step, args = _jax_step(size, batch, dtype, members, True, rng)
+    step, args = _jax_step(size, batch, dtype, members, True, rng, remat)
     compiled = _compiled_bytes(step, *args)
     return {
         "impl": "jaxtransfer",
         "augment": True,
+        "remat": remat,
         "compiled_bytes": compiled,
         "compiled_bytes_per_member": None if compiled is None else compiled // members,
     }
@@ -238,7 +242,7 @@ def _runs(args, size, rng):
                     dtype,
                     1,
                     lambda d=dtype, a=use_augment: bench_jaxtransfer(
-                        size, args.batch, d, 1, a, args.iters, rng
+                        size, args.batch, d, 1, a, args.iters, rng, args.remat
                     ),
                 )
             if args.members > 1:
@@ -246,7 +250,14 @@ def _runs(args, size, rng):
                     dtype,
                     args.members,
                     lambda d=dtype: bench_jaxtransfer(
-                        size, args.batch, d, args.members, True, args.iters, rng
+                        size,
+                        args.batch,
+                        d,
+                        args.members,
+                        True,
+                        args.iters,
+                        rng,
+                        args.remat,
                     ),
                 )
         if "torch_eager" in args.impls:
@@ -275,6 +286,11 @@ def main(argv=None) -> list[dict]:
         action="store_true",
         help="compile the --members ensemble step and report its size; no timing",
     )
+    parser.add_argument(
+        "--remat",
+        action="store_true",
+        help="jaxtransfer steps recompute each block in the backward pass",
+    )
     parser.add_argument("--output", default="benchmarks/train_throughput.json")
     args = parser.parse_args(argv)
     args.dtypes = args.dtypes.split(",")
@@ -283,6 +299,7 @@ def main(argv=None) -> list[dict]:
     if unknown:
         parser.error(f"--impls: unknown {sorted(unknown)}; choose from {IMPLS}")
 
+    malloc = timing.reuse_freed_memory()
     device = jax.devices()[0]
     rng = np.random.default_rng(0)
     results = []
@@ -290,7 +307,7 @@ def main(argv=None) -> list[dict]:
         if args.memory_only:
             runs = [
                 (d, args.members, functools.partial(
-                    memory_only, size, args.batch, d, args.members, rng))
+                    memory_only, size, args.batch, d, args.members, rng, args.remat))
                 for d in args.dtypes
             ]  # fmt: skip
         else:
@@ -306,6 +323,7 @@ def main(argv=None) -> list[dict]:
                 "cpu_count": os.cpu_count(),
                 "jax_version": jax.__version__,
                 "python": platform.python_version(),
+                **malloc,
                 **run(),
             }
             results.append(row)

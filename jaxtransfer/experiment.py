@@ -281,6 +281,7 @@ def step_config_for(config: ConfigDict, num_classes: int) -> train.StepConfig:
         loss=loss_name(config, num_classes),
         compute_dtype=config.model.compute_dtype,
         augment=augment_config,
+        remat=config.train.remat,
     )
 
 

@@ -50,6 +50,9 @@ class StepConfig:
     preprocessing: str = "caffe"
     compute_dtype: str = "float32"
     augment: augment_lib.AugmentConfig | None = None
+    # Keep only block inputs for the backward pass and recompute each block:
+    # less memory (for large ensembles), about one more forward pass of compute.
+    remat: bool = False
     # Where each step's batch lives (sharding.batch_sharded); None: one device.
     batch_sharding: Any = None
 
@@ -98,6 +101,44 @@ def _gather(
     return batch, jax.nn.one_hot(labels[indices], num_classes)
 
 
+def loss_and_grads(
+    state: TrainState,
+    batch: jax.Array,
+    onehot: jax.Array,
+    dropout_rng: jax.Array,
+    *,
+    graphdef: nnx.GraphDef,
+    config: StepConfig,
+) -> tuple[tuple[jax.Array, jax.Array, Any], Any]:
+    """Per-example losses, logits, updated BatchNorm statistics, and gradients.
+
+    A pure function of ``state.trainable``: the model is merged inside the traced
+    loss. With ``config.remat`` each block is recomputed from its input in the
+    backward pass (``nnx.remat``); the gradients are the same up to float rounding.
+    """
+
+    def loss_fn(trainable):
+        # copy: fresh Variables at this trace level, so BatchNorm may update them.
+        model = nnx.merge(
+            graphdef, trainable, state.frozen, state.batch_stats, copy=True
+        )
+        logits, _ = model(
+            batch,
+            train=True,
+            bn_train=config.bn_train,
+            dropout_rng=dropout_rng,
+            taps=(),
+            remat=config.remat,
+        )
+        logits = logits.astype(jnp.float32)
+        per_example = metrics.LOSSES[config.loss](logits, onehot)
+        new_stats = nnx.state(model, nnx.BatchStat)
+        return per_example.mean(), (per_example, logits, new_stats)
+
+    (_, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.trainable)
+    return aux, grads
+
+
 def train_step(
     state: TrainState,
     images: jax.Array,
@@ -121,27 +162,14 @@ def train_step(
         config.preprocessing,
         config.batch_sharding,
     )
-    batch = batch.astype(config.compute_dtype)
-
-    def loss_fn(trainable):
-        # copy: fresh Variables at this trace level, so BatchNorm may update them.
-        model = nnx.merge(
-            graphdef, trainable, state.frozen, state.batch_stats, copy=True
-        )
-        logits, _ = model(
-            batch,
-            train=True,
-            bn_train=config.bn_train,
-            dropout_rng=dropout_rng,
-            taps=(),
-        )
-        logits = logits.astype(jnp.float32)
-        per_example = metrics.LOSSES[config.loss](logits, onehot)
-        new_stats = nnx.state(model, nnx.BatchStat)
-        return per_example.mean(), (per_example, logits, new_stats)
-
-    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-    (_, (per_example, logits, new_stats)), grads = grad_fn(state.trainable)
+    (per_example, logits, new_stats), grads = loss_and_grads(
+        state,
+        batch.astype(config.compute_dtype),
+        onehot,
+        dropout_rng,
+        graphdef=graphdef,
+        config=config,
+    )
     updates, opt_state = config.optimizer.update(
         grads, state.opt_state, state.trainable
     )

@@ -178,6 +178,14 @@ class Bottleneck(nnx.Module):
         return nnx.relu(shortcut + y)
 
 
+def _run_block(block: Bottleneck, x: jax.Array, bn_train: bool) -> jax.Array:
+    return block(x, bn_train)
+
+
+# Rematerialised: the backward pass recomputes the block from its input.
+_remat_block = nnx.remat(_run_block, static_argnums=2)
+
+
 class ResNet(nnx.Module):
     """ResNet backbone with an optional classification head.
 
@@ -272,6 +280,7 @@ class ResNet(nnx.Module):
         bn_train: bool | None = None,
         dropout_rng: jax.Array | None = None,
         taps: Sequence[str] | None = None,
+        remat: bool = False,
     ) -> tuple[jax.Array | None, dict[str, jax.Array]]:
         """Runs the network on preprocessed NHWC images.
 
@@ -285,6 +294,8 @@ class ResNet(nnx.Module):
           dropout_rng: key for the head's dropout mask.
           taps: names to return in ``acts`` (any of ``all_taps``); defaults to the
             study's five taps plus ``pooled``.
+          remat: under differentiation, keep only each block's input and recompute
+            its inside during the backward pass (less memory, more compute).
 
         Returns:
           ``(logits, acts)``: logits (batch, num_classes) or None without a head.
@@ -303,8 +314,9 @@ class ResNet(nnx.Module):
         acts["conv1_relu"] = x
         # Zero padding equals -inf padding here: the input is post-ReLU.
         x = nnx.max_pool(_pad(x, 1), (3, 3), strides=(2, 2), padding="VALID")
+        run_block = _remat_block if remat else _run_block
         for name, block in self.blocks():
-            x = block(x, bn_train)
+            x = run_block(block, x, bn_train)
             acts[f"{name}_out"] = x
         acts["pooled"] = x.mean(axis=(1, 2))
         logits = None
