@@ -31,6 +31,7 @@ def _config_file(tmp_path: Path) -> Path:
                 config.data.manual_dir = {str(tmp_path / "raw")!r}
                 config.data.data_dir = {str(tmp_path / "prepared")!r}
                 config.init.ImageNet = {str(tmp_path / "sources" / "ImageNet")!r}
+                config.init.synthetic_epochs = 1
                 config.data.synthetic_options.counts = dict(
                     benign=20, malignant=16, normal=8
                 )
