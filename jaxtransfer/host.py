@@ -10,7 +10,8 @@ elementwise pass over 100 MB ran at 5 GB/s instead of 19.
 
 `reuse_freed_memory` tells malloc to serve blocks up to 1 GiB from one heap and to
 keep freed memory for the next call, so steady-state steps allocate without
-faulting: the ResNet50 step above got 11% faster, the CCA kernel 27%. One heap
+faulting: the ResNet50 step above went from 17.9 to 20.5 images/s, the CCA kernel
+on the paper's workload from 10.3 to 6.4 s (benchmarks/RESULTS.md). One heap
 serialises the allocations of all threads, though: small, compile-bound programs
 got slower (the demo grid +54%, compiling a step +14%). So it is a choice of the
 entry points (``config.host.reuse_freed_memory``, the analysis and extraction
