@@ -90,9 +90,14 @@ checkpointer.close()
 # Every process saves, as experiment.finish_run does; one directory results.
 metadata = pretrained.make_metadata(model, source_format="sharded_run")
 pretrained.save(model, metadata, os.path.abspath(args.output) + ".model")
+
+
+def _checksum(leaves) -> float:
+    return float(sum(np.abs(np.asarray(w, np.float64)).sum() for w in leaves))
+
+
 weights = jax.tree.leaves(nnx.state(model, nnx.Param))
-checksum = float(sum(np.abs(np.asarray(w, np.float64)).sum() for w in weights))
-second_checksum = float(sum(np.abs(np.asarray(w, np.float64)).sum() for w in second))
+checksum, second_checksum = _checksum(weights), _checksum(second)
 history = [{k: v for k, v in r.items() if not k.startswith("timing")} for r in history]
 if jax.process_index() == 0:
     with open(args.output, "w") as f:
