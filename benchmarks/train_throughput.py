@@ -87,8 +87,15 @@ def _device_peak_bytes() -> int | None:
     return None if not stats else stats.get("peak_bytes_in_use")
 
 
-def _jax_step(size, batch, dtype, members, use_augment, rng, remat=False):
-    """The jitted train step and its arguments: one run, or M as one ensemble."""
+def _jax_step(
+    size, batch, dtype, members, use_augment, rng, remat=False, abstract=False
+):
+    """The jitted train step and its arguments: one run, or M as one ensemble.
+
+    ``abstract`` gives shapes only (``jax.ShapeDtypeStruct``) for the members' state
+    and the images: enough to compile and size the step, without building M models
+    or allocating their data.
+    """
     config = train.StepConfig(
         learning_rate=LEARNING_RATE,
         compute_dtype=dtype,
@@ -96,14 +103,18 @@ def _jax_step(size, batch, dtype, members, use_augment, rng, remat=False):
         remat=remat,
     )
     states = []
-    for seed in range(members):
+    for seed in range(1 if abstract else members):
         model = resnet.ResNet50(
             num_classes=NUM_CLASSES, dtype=jnp.dtype(dtype), rngs=nnx.Rngs(seed)
         )
         graphdef, state = train.create_state(model, config.optimizer, nnx.Param)
         states.append(state)
-    images, labels = _random_split(rng, batch * members, size)
-    images, labels = jax.device_put(images), jax.device_put(labels)
+    if abstract:
+        images = jax.ShapeDtypeStruct((batch * members, size, size, 3), jnp.uint8)
+        labels = jax.ShapeDtypeStruct((batch * members,), jnp.int32)
+    else:
+        images, labels = _random_split(rng, batch * members, size)
+        images, labels = jax.device_put(images), jax.device_put(labels)
     if members == 1:
         step, _ = train.make_steps(graphdef, NUM_CLASSES, config)
         args = [states[0], images, labels, np.arange(batch), jax.random.key(0)]
@@ -111,7 +122,11 @@ def _jax_step(size, batch, dtype, members, use_augment, rng, remat=False):
         step, _ = ensemble.make_ensemble_steps(graphdef, NUM_CLASSES, config)
         indices = np.arange(batch * members).reshape(members, batch)
         keys = jnp.stack([jax.random.key(m) for m in range(members)])
-        args = [ensemble.stack(states), images, labels, indices, keys]
+        if abstract:
+            stacked = jax.eval_shape(lambda s: ensemble.stack([s] * members), state)
+        else:
+            stacked = ensemble.stack(states)
+        args = [stacked, images, labels, indices, keys]
         args.append(np.ones(members, bool))
     return step, args
 
@@ -139,8 +154,8 @@ def bench_jaxtransfer(size, batch, dtype, members, use_augment, iters, rng, rema
 
 
 def memory_only(size, batch, dtype, members, rng, remat):
-    """Compiled size of the fold-ensemble step, without running it."""
-    step, args = _jax_step(size, batch, dtype, members, True, rng, remat)
+    """Compiled size of the fold-ensemble step, without running or allocating it."""
+    step, args = _jax_step(size, batch, dtype, members, True, rng, remat, abstract=True)
     compiled = _compiled_bytes(step, *args)
     return {
         "impl": "jaxtransfer",
@@ -171,6 +186,8 @@ def bench_torch(size, batch, dtype, channels_last, iters, rng):
     except ImportError:
         return {"impl": "torch_eager", "skipped": "torch is not installed"}
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    # cuDNN picks the fastest convolution algorithm per shape, as XLA's autotuner does.
+    torch.backends.cudnn.benchmark = device == "cuda"
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model = _torch_resnet50_v1(torch).to(device, memory_format=memory_format).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE, eps=1e-7)
@@ -197,6 +214,7 @@ def bench_torch(size, batch, dtype, channels_last, iters, rng):
         "torch_version": torch.__version__,
         "memory_format": "channels_last" if channels_last else "nchw",
         "threads": torch.get_num_threads(),
+        "cudnn_benchmark": torch.backends.cudnn.benchmark,
         "seconds_per_step": seconds,
         "images_per_s": batch / seconds,
         "device_peak_bytes": (
@@ -245,21 +263,6 @@ def _runs(args, size, rng):
                         size, args.batch, d, 1, a, args.iters, rng, args.remat
                     ),
                 )
-            if args.members > 1:
-                yield (
-                    dtype,
-                    args.members,
-                    lambda d=dtype: bench_jaxtransfer(
-                        size,
-                        args.batch,
-                        d,
-                        args.members,
-                        True,
-                        args.iters,
-                        rng,
-                        args.remat,
-                    ),
-                )
         if "torch_eager" in args.impls:
             for channels_last in (False, True):
                 yield (
@@ -269,6 +272,21 @@ def _runs(args, size, rng):
                         size, args.batch, d, c, args.iters, rng
                     ),
                 )
+        if "jaxtransfer" in args.impls and args.members > 1:
+            yield (
+                dtype,
+                args.members,
+                lambda d=dtype: bench_jaxtransfer(
+                    size,
+                    args.batch,
+                    d,
+                    args.members,
+                    True,
+                    args.iters,
+                    rng,
+                    args.remat,
+                ),
+            )
         if "keras" in args.impls and dtype == "float32":
             yield dtype, 1, lambda: bench_keras(size, args.batch, args.iters, rng)
 

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Every GPU benchmark in one go, most important first, each under its own time
+# limit and all under one budget, for a short lease on a GPU machine.
+#
+#   BUDGET_S=480 bash benchmarks/gpu.sh
+#
+# Writes everything printed to $OUT/log.txt and every JSON row to
+# $OUT/results.jsonl ($OUT defaults to benchmarks/gpu_results). Wheels in .whl/
+# (e.g. the flax and optax the project was tested with) are installed first when
+# present, since such machines have no package index.
+set -u
+out=${OUT:-benchmarks/gpu_results}
+mkdir -p "$out"
+exec > >(tee -a "$out/log.txt") 2>&1
+
+if compgen -G ".whl/*.whl" > /dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
+    --upgrade --target /tmp/jaxtransfer_site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/jaxtransfer_site
+fi
+export PYTHONUNBUFFERED=1
+# Grow JAX's GPU memory on demand, so PyTorch in the same process finds room.
+export XLA_PYTHON_CLIENT_PREALLOCATE=false
+export JAX_COMPILATION_CACHE_DIR=/tmp/jaxtransfer_jax_cache
+
+deadline=$((SECONDS + ${BUDGET_S:-480}))
+
+# run NAME LIMIT_S COMMAND...: runs COMMAND unless the budget is spent, keeps its rows.
+run() {
+  local name=$1 limit=$2 left=$((deadline - SECONDS)) start=$SECONDS
+  shift 2
+  if ((left < 30)); then
+    echo "== $name: skipped, ${left} s of the budget left"
+    return
+  fi
+  ((limit > left)) && limit=$left
+  echo "== $name (limit ${limit} s): $*"
+  timeout -k 10 "$limit" "$@" 2>&1 | tee "/tmp/jaxtransfer_$name.log"
+  echo "== $name: exit ${PIPESTATUS[0]} after $((SECONDS - start)) s"
+  grep '^{' "/tmp/jaxtransfer_$name.log" |
+    python3 -c "import json,sys; [print(json.dumps({'step': '$name', **json.loads(l)})) for l in sys.stdin]" \
+      >> "$out/results.jsonl"
+}
+
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
+python3 -c "import jax, flax, optax, torch; print('jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__, 'torch', torch.__version__, jax.devices())"
+
+tt=benchmarks/train_throughput.py
+run train_bf16_112 200 python3 $tt --sizes 112 --batch 128 --dtypes bfloat16 \
+  --members 5 --iters 10 --impls jaxtransfer,torch_eager --output /tmp/tt1.json
+run cca 120 python3 benchmarks/cca.py --shared-sample --chunk 350 \
+  --reference-count 20 --repeats 3
+run memory_25 120 python3 $tt --memory-only --sizes 112 --batch 128 \
+  --dtypes bfloat16 --members 25 --output /tmp/tt2.json
+run memory_25_remat 120 python3 $tt --memory-only --sizes 112 --batch 128 \
+  --dtypes bfloat16 --members 25 --remat --output /tmp/tt3.json
+run train_bf16_224 150 python3 $tt --sizes 224 --batch 128 --dtypes bfloat16 \
+  --members 1 --iters 10 --impls jaxtransfer,torch_eager --output /tmp/tt4.json
+run augment 60 python3 benchmarks/augment.py --size 112 --batch 128 --iters 50
+run train_fp32_112 150 python3 $tt --sizes 112 --batch 128 --dtypes float32 \
+  --members 1 --iters 10 --impls jaxtransfer,torch_eager --output /tmp/tt5.json
+echo "== done after $SECONDS s"
