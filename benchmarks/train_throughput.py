@@ -53,7 +53,7 @@ from flax import nnx  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import timing  # noqa: E402  (benchmarks/timing.py, beside this script)
 
-from jaxtransfer import ensemble, train  # noqa: E402
+from jaxtransfer import ensemble, train, xla_flags  # noqa: E402
 from jaxtransfer.data import augment  # noqa: E402
 from jaxtransfer.models import resnet  # noqa: E402
 
@@ -318,6 +318,8 @@ def main(argv=None) -> list[dict]:
         parser.error(f"--impls: unknown {sorted(unknown)}; choose from {IMPLS}")
 
     malloc = timing.reuse_freed_memory()
+    if args.remat:  # before jax starts its backend; see jaxtransfer/xla_flags.py
+        xla_flags.add(xla_flags.GPU_REMAT)
     device = jax.devices()[0]
     rng = np.random.default_rng(0)
     results = []

@@ -18,7 +18,7 @@ import jax
 from absl import app, flags
 from ml_collections import config_flags
 
-from jaxtransfer import experiment, host, sharding
+from jaxtransfer import experiment, host, sharding, xla_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "where runs and results go")
@@ -37,6 +37,8 @@ def main(argv):
     del argv
     if _CONFIG.value.host.reuse_freed_memory:
         host.reuse_freed_memory()  # before jax starts its backend
+    if _CONFIG.value.train.remat:
+        xla_flags.add(xla_flags.GPU_REMAT)  # likewise; see xla_flags
     logging.getLogger().setLevel(logging.INFO)
     for chatty in ("absl", "orbax"):  # orbax logs every save step at INFO
         logging.getLogger(chatty).setLevel(logging.WARNING)

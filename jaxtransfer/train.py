@@ -24,7 +24,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from jaxtransfer import metrics, optim
+from jaxtransfer import metrics, optim, xla_flags
 from jaxtransfer.data import augment as augment_lib
 from jaxtransfer.data import preprocess
 
@@ -283,6 +283,8 @@ def make_steps(graphdef: nnx.GraphDef, num_classes: int, config: StepConfig):
     Cached on its static arguments, so every run of a grid with the same stage
     reuses one compiled step instead of compiling its own.
     """
+    if config.remat:
+        xla_flags.check_remat_compiles(jax.default_backend())
     train = jax.jit(
         functools.partial(
             train_step, graphdef=graphdef, num_classes=num_classes, config=config
