@@ -3,7 +3,9 @@
 # limit and all under one budget, for a short lease on a GPU machine.
 #
 #   BUDGET_S=480 bash benchmarks/gpu.sh
+#   STEPS="ensemble_112 train_fp32_112" BUDGET_S=300 bash benchmarks/gpu.sh
 #
+# STEPS picks steps by name (all, in the order below, when unset).
 # Writes everything printed to $OUT/log.txt and every JSON row to
 # $OUT/results.jsonl ($OUT defaults to benchmarks/gpu_results). Wheels in .whl/
 # (e.g. the flax and optax the project was tested with) are installed first when
@@ -29,6 +31,9 @@ deadline=$((SECONDS + ${BUDGET_S:-480}))
 run() {
   local name=$1 limit=$2 left=$((deadline - SECONDS)) start=$SECONDS
   shift 2
+  if [[ -n "${STEPS:-}" && " $STEPS " != *" $name "* ]]; then
+    return
+  fi
   if ((left < 30)); then
     echo "== $name: skipped, ${left} s of the budget left"
     return
@@ -52,6 +57,7 @@ run cca 120 python3 benchmarks/cca.py --shared-sample --chunk 350 \
   --reference-count 20 --repeats 3
 run memory_25 120 python3 $tt --memory-only --sizes 112 --batch 128 \
   --dtypes bfloat16 --members 25 --output /tmp/tt2.json
+# --remat adds XLA_FLAGS=--xla_gpu_enable_triton_gemm=false (jaxtransfer/xla_flags.py).
 run memory_25_remat 120 python3 $tt --memory-only --sizes 112 --batch 128 \
   --dtypes bfloat16 --members 25 --remat --output /tmp/tt3.json
 run train_bf16_224 150 python3 $tt --sizes 224 --batch 128 --dtypes bfloat16 \
@@ -59,4 +65,7 @@ run train_bf16_224 150 python3 $tt --sizes 224 --batch 128 --dtypes bfloat16 \
 run augment 60 python3 benchmarks/augment.py --size 112 --batch 128 --iters 50
 run train_fp32_112 150 python3 $tt --sizes 112 --batch 128 --dtypes float32 \
   --members 1 --iters 10 --impls jaxtransfer,torch_eager --output /tmp/tt5.json
+# Only the ensemble row is new here (the single-model rows repeat train_bf16_112).
+run ensemble_112 300 python3 $tt --sizes 112 --batch 128 --dtypes bfloat16 \
+  --members 5 --iters 10 --impls jaxtransfer --output /tmp/tt6.json
 echo "== done after $SECONDS s"
