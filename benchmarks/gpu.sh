@@ -65,7 +65,10 @@ run train_bf16_224 150 python3 $tt --sizes 224 --batch 128 --dtypes bfloat16 \
 run augment 60 python3 benchmarks/augment.py --size 112 --batch 128 --iters 50
 run train_fp32_112 150 python3 $tt --sizes 112 --batch 128 --dtypes float32 \
   --members 1 --iters 10 --impls jaxtransfer,torch_eager --output /tmp/tt5.json
-# Only the ensemble row is new here (the single-model rows repeat train_bf16_112).
+# The fold ensemble, vmapped and as lax.map (config.train.ensemble_vectorize).
 run ensemble_112 300 python3 $tt --sizes 112 --batch 128 --dtypes bfloat16 \
-  --members 5 --iters 10 --impls jaxtransfer --output /tmp/tt6.json
+  --members 5 --iters 10 --impls jaxtransfer --ensemble-only --output /tmp/tt6.json
+run ensemble_map_112 300 python3 $tt --sizes 112 --batch 128 --dtypes bfloat16 \
+  --members 5 --iters 10 --impls jaxtransfer --ensemble-only --ensemble-map \
+  --output /tmp/tt7.json
 echo "== done after $SECONDS s"

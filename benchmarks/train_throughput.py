@@ -24,13 +24,15 @@ Memory: jaxtransfer rows carry XLA's compiled memory analysis of the step
 the members; on a GPU also the process's `peak_bytes_in_use`; torch on a GPU
 reports `torch.cuda.max_memory_allocated`. `--memory-only` compiles the whole grid
 of one target (`--members 25 --batch 128 --dtypes bfloat16`) without running it and
-reports its compiled size. `--remat` makes the jaxtransfer steps recompute each
-block in the backward pass (`train.StepConfig.remat`).
+reports its compiled size. `--ensemble-map` runs the ensemble's members one after
+another inside the step (`jax.lax.map`) instead of vmapping them. `--remat` makes
+the jaxtransfer steps recompute each block in the backward pass
+(`train.StepConfig.remat`).
 
 Usage:
   python benchmarks/train_throughput.py [--sizes 112,224] [--batch 32]
       [--dtypes float32,bfloat16] [--members 5] [--iters 5] [--impls ...] [--remat]
-      [--output benchmarks/train_throughput.json]
+      [--ensemble-map] [--ensemble-only] [--output benchmarks/train_throughput.json]
 Prints one JSON object per line per measurement (keys impl, size, batch, dtype,
 members, images_per_s, device, ...) and writes them all to --output.
 """
@@ -88,7 +90,15 @@ def _device_peak_bytes() -> int | None:
 
 
 def _jax_step(
-    size, batch, dtype, members, use_augment, rng, remat=False, abstract=False
+    size,
+    batch,
+    dtype,
+    members,
+    use_augment,
+    rng,
+    remat=False,
+    abstract=False,
+    vectorize=True,
 ):
     """The jitted train step and its arguments: one run, or M as one ensemble.
 
@@ -119,7 +129,9 @@ def _jax_step(
         step, _ = train.make_steps(graphdef, NUM_CLASSES, config)
         args = [states[0], images, labels, np.arange(batch), jax.random.key(0)]
     else:
-        step, _ = ensemble.make_ensemble_steps(graphdef, NUM_CLASSES, config)
+        step, _ = ensemble.make_ensemble_steps(
+            graphdef, NUM_CLASSES, config, vectorize=vectorize
+        )
         indices = np.arange(batch * members).reshape(members, batch)
         keys = jnp.stack([jax.random.key(m) for m in range(members)])
         if abstract:
@@ -131,8 +143,12 @@ def _jax_step(
     return step, args
 
 
-def bench_jaxtransfer(size, batch, dtype, members, use_augment, iters, rng, remat):
-    step, args = _jax_step(size, batch, dtype, members, use_augment, rng, remat)
+def bench_jaxtransfer(
+    size, batch, dtype, members, use_augment, iters, rng, remat, vectorize=True
+):
+    step, args = _jax_step(
+        size, batch, dtype, members, use_augment, rng, remat, vectorize=vectorize
+    )
     compiled = _compiled_bytes(step, *args)
     holder = {"args": args}
 
@@ -146,6 +162,7 @@ def bench_jaxtransfer(size, batch, dtype, members, use_augment, iters, rng, rema
         "impl": "jaxtransfer",
         "augment": use_augment,
         "remat": remat,
+        "ensemble_vectorize": vectorize if members > 1 else None,
         "seconds_per_step": seconds,
         "images_per_s": batch * members / seconds,
         "compiled_bytes_per_member": None if compiled is None else compiled // members,
@@ -153,14 +170,17 @@ def bench_jaxtransfer(size, batch, dtype, members, use_augment, iters, rng, rema
     }
 
 
-def memory_only(size, batch, dtype, members, rng, remat):
+def memory_only(size, batch, dtype, members, rng, remat, vectorize=True):
     """Compiled size of the fold-ensemble step, without running or allocating it."""
-    step, args = _jax_step(size, batch, dtype, members, True, rng, remat, abstract=True)
+    step, args = _jax_step(
+        size, batch, dtype, members, True, rng, remat, True, vectorize
+    )
     compiled = _compiled_bytes(step, *args)
     return {
         "impl": "jaxtransfer",
         "augment": True,
         "remat": remat,
+        "ensemble_vectorize": vectorize,
         "compiled_bytes": compiled,
         "compiled_bytes_per_member": None if compiled is None else compiled // members,
     }
@@ -254,7 +274,7 @@ def bench_keras(size, batch, iters, rng):
 def _runs(args, size, rng):
     """(dtype, members, thunk) of every measurement at one image size."""
     for dtype in args.dtypes:
-        if "jaxtransfer" in args.impls:
+        if "jaxtransfer" in args.impls and not args.ensemble_only:
             for use_augment in (False, True):
                 yield (
                     dtype,
@@ -285,6 +305,7 @@ def _runs(args, size, rng):
                     args.iters,
                     rng,
                     args.remat,
+                    args.vectorize,
                 ),
             )
         if "keras" in args.impls and dtype == "float32":
@@ -309,6 +330,17 @@ def main(argv=None) -> list[dict]:
         action="store_true",
         help="jaxtransfer steps recompute each block in the backward pass",
     )
+    parser.add_argument(
+        "--ensemble-map",
+        dest="vectorize",
+        action="store_false",
+        help="run the ensemble's members one after another (lax.map), not vmapped",
+    )
+    parser.add_argument(
+        "--ensemble-only",
+        action="store_true",
+        help="of the jaxtransfer rows, only the --members ensemble",
+    )
     parser.add_argument("--output", default="benchmarks/train_throughput.json")
     args = parser.parse_args(argv)
     args.dtypes = args.dtypes.split(",")
@@ -327,7 +359,8 @@ def main(argv=None) -> list[dict]:
         if args.memory_only:
             runs = [
                 (d, args.members, functools.partial(
-                    memory_only, size, args.batch, d, args.members, rng, args.remat))
+                    memory_only, size, args.batch, d, args.members, rng, args.remat,
+                    args.vectorize))
                 for d in args.dtypes
             ]  # fmt: skip
         else:

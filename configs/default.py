@@ -66,6 +66,10 @@ def get_config(arg: str | None = None) -> ConfigDict:
     # Beyond the paper: train runs sharing architecture and stages (all folds and
     # pretrained sources of a freeze setting) as one vmapped ensemble.
     config.train.ensemble = False
+    # How an ensemble step runs its members: True vmaps them (one batched program;
+    # convolutions become grouped ones), False runs them one after another inside
+    # the same program (jax.lax.map; each exactly the sequential step).
+    config.train.ensemble_vectorize = True
     # Recompute each block's inside in the backward pass instead of storing it:
     # about one more forward pass of compute for much less activation memory.
     config.train.remat = False

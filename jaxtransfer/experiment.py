@@ -368,11 +368,13 @@ def run_one(
 def run_ensembles(
     config: ConfigDict, specs: list[RunSpec], folds: dict, workdir: Path
 ) -> dict[RunSpec, dict]:
-    """Trains ``specs`` as vmapped ensembles of runs sharing a program and stages.
+    """Trains ``specs`` as ensembles of runs sharing a program and stages.
 
     Runs of all folds and sources with the same architecture and stages (e.g. the
     ImageNet and RadImageNet freezeFalse runs of every fold) form one ensemble
-    (``jaxtransfer.ensemble``); each member ends as its sequential run would.
+    (``jaxtransfer.ensemble``, vmapped or ``lax.map``-ped by
+    ``config.train.ensemble_vectorize``); each member ends as its sequential run
+    would.
     """
     mesh = sharding.make_mesh()
     device = {fold: on_device(data, mesh) for fold, (data, _) in folds.items()}
@@ -409,6 +411,7 @@ def run_ensembles(
                 eval_batch_size=config.train.eval_batch_size,
                 checkpointer=checkpointer,
                 log=lambda name, record, logs=logs: logs[name](record),
+                vectorize=config.train.ensemble_vectorize,
                 mesh=mesh,
             )
         finally:

@@ -98,3 +98,23 @@ def test_ensemble_grid_matches_the_sequential_grid(tmp_path, demo_sources):
         ]
         for a, b in zip(*logs, strict=True):
             assert a["val/loss"] == pytest.approx(b["val/loss"], abs=1e-4)
+
+
+def test_ensemble_vectorize_false_reaches_the_ensemble(
+    tmp_path, demo_sources, monkeypatch
+):
+    seen = {}
+
+    def run_members(*args, **kwargs):
+        seen.update(kwargs)
+        raise RuntimeError("stop before training")
+
+    monkeypatch.setattr(experiment.ensemble, "run_members", run_members)
+    config = _config(tmp_path, demo_sources)
+    config.grid.sources = ("ImageNet", "RadImageNet")
+    config.grid.freeze = (False,)
+    config.train.ensemble = True
+    config.train.ensemble_vectorize = False  # lax.map (the default vmaps)
+    with pytest.raises(RuntimeError, match="stop before training"):
+        experiment.run(config, tmp_path / "run")
+    assert seen["vectorize"] is False
