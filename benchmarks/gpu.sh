@@ -8,8 +8,10 @@
 # STEPS picks steps by name (all, in the order below, when unset).
 # Writes everything printed to $OUT/log.txt and every JSON row to
 # $OUT/results.jsonl ($OUT defaults to benchmarks/gpu_results). Wheels in .whl/
-# (e.g. the flax and optax the project was tested with) are installed first when
-# present, since such machines have no package index.
+# are installed first when present, since such machines have no package index;
+# the H200 run of benchmarks/RESULTS.md carried the flax and optax the tests use:
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 \
+#     --platform manylinux_2_17_x86_64 -d .whl flax==0.12.12 optax==0.2.8
 set -u
 out=${OUT:-benchmarks/gpu_results}
 mkdir -p "$out"

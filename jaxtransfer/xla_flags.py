@@ -1,7 +1,8 @@
 """XLA flags that work around compiler problems seen here; set before jax starts.
 
-XLA reads ``XLA_FLAGS`` once, when the backend starts, so entry points add these
-before their first jax computation and a library import never depends on order.
+XLA reads ``XLA_FLAGS`` once, when its backend starts: the package adds
+``CPU_NO_DEADLOCK`` on import, the entry points add the others they need before
+their first jax computation.
 
 - ``CPU_NO_DEADLOCK``: jaxlib 0.10 on small CPUs can deadlock (all threads asleep)
   in jitted programs that mix large matrix products with eigh/svd, as the CCA
