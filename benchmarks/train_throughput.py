@@ -27,12 +27,14 @@ of one target (`--members 25 --batch 128 --dtypes bfloat16`) without running it 
 reports its compiled size. `--ensemble-map` runs the ensemble's members one after
 another inside the step (`jax.lax.map`) instead of vmapping them. `--remat` makes
 the jaxtransfer steps recompute each block in the backward pass
-(`train.StepConfig.remat`).
+(`train.StepConfig.remat`). `--pointwise-as-conv` runs the 1x1 convolutions as XLA
+convolutions instead of the matrix products jaxtransfer uses (an ablation).
 
 Usage:
   python benchmarks/train_throughput.py [--sizes 112,224] [--batch 32]
       [--dtypes float32,bfloat16] [--members 5] [--iters 5] [--impls ...] [--remat]
-      [--ensemble-map] [--ensemble-only] [--output benchmarks/train_throughput.json]
+      [--ensemble-map] [--ensemble-only] [--pointwise-as-conv]
+      [--output benchmarks/train_throughput.json]
 Prints one JSON object per line per measurement (keys impl, size, batch, dtype,
 members, images_per_s, device, ...) and writes them all to --output.
 """
@@ -89,6 +91,19 @@ def _device_peak_bytes() -> int | None:
     return None if not stats else stats.get("peak_bytes_in_use")
 
 
+def _as_lax_convs(model):
+    """Turns the model's 1x1 convolutions back into XLA convolutions.
+
+    jaxtransfer runs them as matrix products (``resnet._pointwise_conv``), which
+    XLA:CPU runs much faster; whether a GPU prefers cuDNN's convolutions is what
+    ``--pointwise-as-conv`` measures.
+    """
+    for _, module in nnx.iter_modules(model):
+        if getattr(module, "conv_general_dilated", None) is resnet._pointwise_conv:
+            module.conv_general_dilated = jax.lax.conv_general_dilated
+    return model
+
+
 def _jax_step(
     size,
     batch,
@@ -99,6 +114,7 @@ def _jax_step(
     remat=False,
     abstract=False,
     vectorize=True,
+    pointwise_as_conv=False,
 ):
     """The jitted train step and its arguments: one run, or M as one ensemble.
 
@@ -117,6 +133,8 @@ def _jax_step(
         model = resnet.ResNet50(
             num_classes=NUM_CLASSES, dtype=jnp.dtype(dtype), rngs=nnx.Rngs(seed)
         )
+        if pointwise_as_conv:
+            _as_lax_convs(model)
         graphdef, state = train.create_state(model, config.optimizer, nnx.Param)
         states.append(state)
     if abstract:
@@ -144,10 +162,27 @@ def _jax_step(
 
 
 def bench_jaxtransfer(
-    size, batch, dtype, members, use_augment, iters, rng, remat, vectorize=True
+    size,
+    batch,
+    dtype,
+    members,
+    use_augment,
+    iters,
+    rng,
+    remat,
+    vectorize=True,
+    pointwise_as_conv=False,
 ):
     step, args = _jax_step(
-        size, batch, dtype, members, use_augment, rng, remat, vectorize=vectorize
+        size,
+        batch,
+        dtype,
+        members,
+        use_augment,
+        rng,
+        remat,
+        vectorize=vectorize,
+        pointwise_as_conv=pointwise_as_conv,
     )
     compiled = _compiled_bytes(step, *args)
     holder = {"args": args}
@@ -163,6 +198,7 @@ def bench_jaxtransfer(
         "augment": use_augment,
         "remat": remat,
         "ensemble_vectorize": vectorize if members > 1 else None,
+        "pointwise": "conv" if pointwise_as_conv else "matmul",
         "seconds_per_step": seconds,
         "images_per_s": batch * members / seconds,
         "compiled_bytes_per_member": None if compiled is None else compiled // members,
@@ -280,7 +316,15 @@ def _runs(args, size, rng):
                     dtype,
                     1,
                     lambda d=dtype, a=use_augment: bench_jaxtransfer(
-                        size, args.batch, d, 1, a, args.iters, rng, args.remat
+                        size,
+                        args.batch,
+                        d,
+                        1,
+                        a,
+                        args.iters,
+                        rng,
+                        args.remat,
+                        pointwise_as_conv=args.pointwise_as_conv,
                     ),
                 )
         if "torch_eager" in args.impls:
@@ -306,6 +350,7 @@ def _runs(args, size, rng):
                     rng,
                     args.remat,
                     args.vectorize,
+                    args.pointwise_as_conv,
                 ),
             )
         if "keras" in args.impls and dtype == "float32":
@@ -340,6 +385,11 @@ def main(argv=None) -> list[dict]:
         "--ensemble-only",
         action="store_true",
         help="of the jaxtransfer rows, only the --members ensemble",
+    )
+    parser.add_argument(
+        "--pointwise-as-conv",
+        action="store_true",
+        help="jaxtransfer's 1x1 convolutions as XLA convolutions, not matmuls",
     )
     parser.add_argument("--output", default="benchmarks/train_throughput.json")
     args = parser.parse_args(argv)
