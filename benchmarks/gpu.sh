@@ -74,7 +74,7 @@ run ensemble_map_112 300 python3 $tt --sizes 112 --batch 128 --dtypes bfloat16 \
   --members 5 --iters 10 --impls jaxtransfer --ensemble-only --ensemble-map \
   --output /tmp/tt7.json
 # Ablation: 1x1 convolutions as cuDNN convolutions instead of matrix products
-# (the remat abort above was in XLA's fusion of those products).
+# (the remat abort above was in XLA's GEMM fusion, most likely of those products).
 run pointwise_conv_224 150 python3 $tt --sizes 224 --batch 128 --dtypes bfloat16 \
   --members 1 --iters 10 --impls jaxtransfer --pointwise-as-conv --output /tmp/tt8.json
 echo "== done after $SECONDS s"
