@@ -40,6 +40,7 @@ members, images_per_s, device, ...) and writes them all to --output.
 """
 
 import argparse
+import dataclasses
 import functools
 import json
 import os
@@ -104,18 +105,25 @@ def _as_lax_convs(model):
     return model
 
 
-def _jax_step(
-    size,
-    batch,
-    dtype,
-    members,
-    use_augment,
-    rng,
-    remat=False,
-    abstract=False,
-    vectorize=True,
-    pointwise_as_conv=False,
-):
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """How the jaxtransfer step is built, beyond size, batch, dtype and members."""
+
+    augment: bool = False
+    remat: bool = False
+    vectorize: bool = True  # an ensemble's members vmapped, else lax.map
+    pointwise_as_conv: bool = False  # 1x1 convolutions as XLA convs (ablation)
+
+    def record(self, members: int) -> dict:
+        return {
+            "augment": self.augment,
+            "remat": self.remat,
+            "ensemble_vectorize": self.vectorize if members > 1 else None,
+            "pointwise": "conv" if self.pointwise_as_conv else "matmul",
+        }
+
+
+def _jax_step(size, batch, dtype, members, variant, rng, abstract=False):
     """The jitted train step and its arguments: one run, or M as one ensemble.
 
     ``abstract`` gives shapes only (``jax.ShapeDtypeStruct``) for the members' state
@@ -125,15 +133,15 @@ def _jax_step(
     config = train.StepConfig(
         learning_rate=LEARNING_RATE,
         compute_dtype=dtype,
-        augment=augment.AugmentConfig() if use_augment else None,
-        remat=remat,
+        augment=augment.AugmentConfig() if variant.augment else None,
+        remat=variant.remat,
     )
     states = []
     for seed in range(1 if abstract else members):
         model = resnet.ResNet50(
             num_classes=NUM_CLASSES, dtype=jnp.dtype(dtype), rngs=nnx.Rngs(seed)
         )
-        if pointwise_as_conv:
+        if variant.pointwise_as_conv:
             _as_lax_convs(model)
         graphdef, state = train.create_state(model, config.optimizer, nnx.Param)
         states.append(state)
@@ -148,7 +156,7 @@ def _jax_step(
         args = [states[0], images, labels, np.arange(batch), jax.random.key(0)]
     else:
         step, _ = ensemble.make_ensemble_steps(
-            graphdef, NUM_CLASSES, config, vectorize=vectorize
+            graphdef, NUM_CLASSES, config, vectorize=variant.vectorize
         )
         indices = np.arange(batch * members).reshape(members, batch)
         keys = jnp.stack([jax.random.key(m) for m in range(members)])
@@ -161,29 +169,8 @@ def _jax_step(
     return step, args
 
 
-def bench_jaxtransfer(
-    size,
-    batch,
-    dtype,
-    members,
-    use_augment,
-    iters,
-    rng,
-    remat,
-    vectorize=True,
-    pointwise_as_conv=False,
-):
-    step, args = _jax_step(
-        size,
-        batch,
-        dtype,
-        members,
-        use_augment,
-        rng,
-        remat,
-        vectorize=vectorize,
-        pointwise_as_conv=pointwise_as_conv,
-    )
+def bench_jaxtransfer(size, batch, dtype, members, variant, iters, rng):
+    step, args = _jax_step(size, batch, dtype, members, variant, rng)
     compiled = _compiled_bytes(step, *args)
     holder = {"args": args}
 
@@ -195,10 +182,7 @@ def bench_jaxtransfer(
     seconds = timing.median_seconds(one_step, iters)
     return {
         "impl": "jaxtransfer",
-        "augment": use_augment,
-        "remat": remat,
-        "ensemble_vectorize": vectorize if members > 1 else None,
-        "pointwise": "conv" if pointwise_as_conv else "matmul",
+        **variant.record(members),
         "seconds_per_step": seconds,
         "images_per_s": batch * members / seconds,
         "compiled_bytes_per_member": None if compiled is None else compiled // members,
@@ -206,17 +190,13 @@ def bench_jaxtransfer(
     }
 
 
-def memory_only(size, batch, dtype, members, rng, remat, vectorize=True):
+def memory_only(size, batch, dtype, members, variant, rng):
     """Compiled size of the fold-ensemble step, without running or allocating it."""
-    step, args = _jax_step(
-        size, batch, dtype, members, True, rng, remat, True, vectorize
-    )
+    step, args = _jax_step(size, batch, dtype, members, variant, rng, abstract=True)
     compiled = _compiled_bytes(step, *args)
     return {
         "impl": "jaxtransfer",
-        "augment": True,
-        "remat": remat,
-        "ensemble_vectorize": vectorize,
+        **variant.record(members),
         "compiled_bytes": compiled,
         "compiled_bytes_per_member": None if compiled is None else compiled // members,
     }
@@ -307,26 +287,19 @@ def bench_keras(size, batch, iters, rng):
     }
 
 
-def _runs(args, size, rng):
+def _runs(args, size, rng, variant):
     """(dtype, members, thunk) of every measurement at one image size."""
     for dtype in args.dtypes:
+
+        def jax_run(members, use_augment, dtype=dtype):
+            chosen = dataclasses.replace(variant, augment=use_augment)
+            return lambda: bench_jaxtransfer(
+                size, args.batch, dtype, members, chosen, args.iters, rng
+            )
+
         if "jaxtransfer" in args.impls and not args.ensemble_only:
-            for use_augment in (False, True):
-                yield (
-                    dtype,
-                    1,
-                    lambda d=dtype, a=use_augment: bench_jaxtransfer(
-                        size,
-                        args.batch,
-                        d,
-                        1,
-                        a,
-                        args.iters,
-                        rng,
-                        args.remat,
-                        pointwise_as_conv=args.pointwise_as_conv,
-                    ),
-                )
+            yield dtype, 1, jax_run(1, False)
+            yield dtype, 1, jax_run(1, True)
         if "torch_eager" in args.impls:
             for channels_last in (False, True):
                 yield (
@@ -337,22 +310,7 @@ def _runs(args, size, rng):
                     ),
                 )
         if "jaxtransfer" in args.impls and args.members > 1:
-            yield (
-                dtype,
-                args.members,
-                lambda d=dtype: bench_jaxtransfer(
-                    size,
-                    args.batch,
-                    d,
-                    args.members,
-                    True,
-                    args.iters,
-                    rng,
-                    args.remat,
-                    args.vectorize,
-                    args.pointwise_as_conv,
-                ),
-            )
+            yield dtype, args.members, jax_run(args.members, True)
         if "keras" in args.impls and dtype == "float32":
             yield dtype, 1, lambda: bench_keras(size, args.batch, args.iters, rng)
 
@@ -404,17 +362,22 @@ def main(argv=None) -> list[dict]:
         xla_flags.add(xla_flags.GPU_REMAT)
     device = jax.devices()[0]
     rng = np.random.default_rng(0)
+    variant = Variant(
+        remat=args.remat,
+        vectorize=args.vectorize,
+        pointwise_as_conv=args.pointwise_as_conv,
+    )
     results = []
     for size in (int(s) for s in args.sizes.split(",")):
         if args.memory_only:
+            with_augment = dataclasses.replace(variant, augment=True)
             runs = [
                 (d, args.members, functools.partial(
-                    memory_only, size, args.batch, d, args.members, rng, args.remat,
-                    args.vectorize))
+                    memory_only, size, args.batch, d, args.members, with_augment, rng))
                 for d in args.dtypes
             ]  # fmt: skip
         else:
-            runs = _runs(args, size, rng)
+            runs = _runs(args, size, rng, variant)
         for dtype, members, run in runs:
             row = {
                 "benchmark": "train_throughput",
