@@ -161,7 +161,7 @@ def _jax_step(size, batch, dtype, members, variant, rng, abstract=False):
         indices = np.arange(batch * members).reshape(members, batch)
         keys = jnp.stack([jax.random.key(m) for m in range(members)])
         if abstract:
-            stacked = jax.eval_shape(lambda s: ensemble.stack([s] * members), state)
+            stacked = jax.eval_shape(lambda s: ensemble.stack([s] * members), states[0])
         else:
             stacked = ensemble.stack(states)
         args = [stacked, images, labels, indices, keys]

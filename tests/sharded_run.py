@@ -26,10 +26,8 @@ parser.add_argument(
 args = parser.parse_args()
 
 os.environ["JAX_PLATFORMS"] = "cpu"
-os.environ["XLA_FLAGS"] = (
-    f"--xla_force_host_platform_device_count={args.devices} "
-    "--xla_cpu_enable_concurrency_optimized_scheduler=false"
-)
+# Importing jaxtransfer below adds its CPU flag (jaxtransfer/xla_flags.py).
+os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={args.devices}"
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402

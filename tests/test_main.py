@@ -13,6 +13,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+from jaxtransfer import xla_flags
 from jaxtransfer.models import pretrained
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,7 +56,7 @@ def test_two_processes_run_the_grid_and_write_each_result_once(tmp_path):
     env = {
         **os.environ,
         "JAX_PLATFORMS": "cpu",
-        "XLA_FLAGS": "--xla_cpu_enable_concurrency_optimized_scheduler=false",
+        "XLA_FLAGS": xla_flags.CPU_NO_DEADLOCK,
     }
     commands = [
         [
