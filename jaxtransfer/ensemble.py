@@ -63,7 +63,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh
 
-from jaxtransfer import fit, sharding, train, xla_flags
+from jaxtransfer import fit, sharding, train
 
 
 @dataclasses.dataclass
@@ -257,8 +257,6 @@ def make_ensemble_steps(
     vectorize: bool = True,
 ):
     """The jitted ``(train_step, eval_step)`` of an ensemble stage (cached)."""
-    if config.remat:
-        xla_flags.check_remat_compiles(jax.default_backend())
     static = dict(
         graphdef=graphdef, num_classes=num_classes, config=config, vectorize=vectorize
     )

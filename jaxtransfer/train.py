@@ -116,6 +116,8 @@ def loss_and_grads(
     loss. With ``config.remat`` each block is recomputed from its input in the
     backward pass (``nnx.remat``); the gradients are the same up to float rounding.
     """
+    if config.remat:  # at trace time: a clear error instead of an XLA abort
+        xla_flags.check_remat_compiles(jax.default_backend())
 
     def loss_fn(trainable):
         # copy: fresh Variables at this trace level, so BatchNorm may update them.
@@ -283,8 +285,6 @@ def make_steps(graphdef: nnx.GraphDef, num_classes: int, config: StepConfig):
     Cached on its static arguments, so every run of a grid with the same stage
     reuses one compiled step instead of compiling its own.
     """
-    if config.remat:
-        xla_flags.check_remat_compiles(jax.default_backend())
     train = jax.jit(
         functools.partial(
             train_step, graphdef=graphdef, num_classes=num_classes, config=config

@@ -21,17 +21,22 @@ CPU_NO_DEADLOCK = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
 GPU_REMAT = "--xla_gpu_enable_triton_gemm=false"
 
 
+def is_set(flag: str) -> bool:
+    """Whether ``flag`` is one of the flags in ``XLA_FLAGS``."""
+    return flag in os.environ.get("XLA_FLAGS", "").split()
+
+
 def add(flag: str) -> None:
     """Appends ``flag`` to ``XLA_FLAGS`` unless it is there already."""
-    current = os.environ.get("XLA_FLAGS", "")
-    if flag not in current.split():
+    if not is_set(flag):
+        current = os.environ.get("XLA_FLAGS", "")
         os.environ["XLA_FLAGS"] = f"{current} {flag}".strip()
 
 
 def check_remat_compiles(platform: str) -> None:
     """Raises, instead of letting XLA abort the process, for remat on a GPU without
     ``GPU_REMAT`` in ``XLA_FLAGS``."""
-    if platform == "gpu" and GPU_REMAT not in os.environ.get("XLA_FLAGS", "").split():
+    if platform == "gpu" and not is_set(GPU_REMAT):
         raise RuntimeError(
             f"train.remat on a GPU needs XLA_FLAGS to contain {GPU_REMAT} before jax "
             "starts: XLA's Triton GEMM fusion aborts the process compiling the "

@@ -3,6 +3,7 @@
 import os
 
 import jax
+import jax.numpy as jnp
 import pytest
 from flax import nnx
 
@@ -36,13 +37,31 @@ def test_remat_check_only_concerns_gpus_without_the_flag(monkeypatch):
     xla_flags.check_remat_compiles("gpu")
 
 
-@pytest.mark.parametrize("make", [train.make_steps, ensemble.make_ensemble_steps])
-def test_remat_steps_on_a_gpu_need_the_flag(monkeypatch, make):
+@pytest.mark.parametrize("members", [1, 2])
+def test_remat_steps_on_a_gpu_need_the_flag(monkeypatch, members):
     monkeypatch.setenv("XLA_FLAGS", xla_flags.CPU_NO_DEADLOCK)
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     model = resnet._ResNetTiny(num_classes=2, rngs=nnx.Rngs(0))
-    graphdef, _ = train.create_state(model, train.StepConfig().optimizer, nnx.Param)
-    # A config no other test uses, so the cached step factories really run.
+    # A config no other test uses, so the cached steps are traced afresh.
     config = train.StepConfig(remat=True, learning_rate=0.123)
+    graphdef, state = train.create_state(model, config.optimizer, nnx.Param)
+    images = jnp.zeros((4 * members, 16, 16, 3), jnp.uint8)
+    labels = jnp.zeros((4 * members,), jnp.int32)
+    if members == 1:
+        step, _ = train.make_steps(graphdef, 2, config)
+        args = (state, images, labels, jnp.arange(4), jax.random.key(0))
+    else:
+        step, _ = ensemble.make_ensemble_steps(graphdef, 2, config)
+        indices = jnp.arange(4 * members).reshape(members, 4)
+        keys = jnp.stack([jax.random.key(m) for m in range(members)])
+        active = jnp.ones(members, bool)
+        args = (
+            ensemble.stack([state] * members),
+            images,
+            labels,
+            indices,
+            keys,
+            active,
+        )
     with pytest.raises(RuntimeError, match="train.remat on a GPU"):
-        make(graphdef, 2, config)
+        jax.eval_shape(step, *args)  # tracing is enough; nothing compiles
