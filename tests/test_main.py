@@ -1,8 +1,9 @@
 """`python -m jaxtransfer.main` as two processes over localhost (jax.distributed).
 
-Both processes train every run of a tiny grid together; process 0 alone writes the
-shared files (the synthetic data and the pre-trained ImageNet stand-in included),
-and each run's model is saved once, completely.
+Both processes train a one-run grid together (ImageNet with a frozen-base first
+stage, so both stages run; one run keeps the test's compile time down); process 0
+alone writes the shared files (the synthetic data and the pre-trained ImageNet
+stand-in included), and the run's model is saved once, completely.
 """
 
 import csv
@@ -36,7 +37,8 @@ def _config_file(tmp_path: Path) -> Path:
                 config.data.synthetic_options.counts = dict(
                     benign=20, malignant=16, normal=8
                 )
-                config.grid.sources = ("ImageNet", "random")
+                config.grid.sources = ("ImageNet",)
+                config.grid.freeze = (True,)  # both stages in one run
                 config.grid.folds = (1,)
                 config.train.num_epochs = 2
                 config.train.head_num_epochs = 1
@@ -84,11 +86,7 @@ def test_two_processes_run_the_grid_and_write_each_result_once(tmp_path):
 
     with open(workdir / "AUC.csv") as f:
         rows = list(csv.DictReader(f))
-    assert [(r["source"], r["freeze"]) for r in rows] == [
-        ("ImageNet", "freezeFalse"),
-        ("ImageNet", "freezeTrue"),
-        ("random", "freezeFalse"),
-    ]
+    assert [(r["source"], r["freeze"]) for r in rows] == [("ImageNet", "freezeTrue")]
     for row in rows:
         assert 0.0 <= float(row["AUC"]) <= 1.0
         run_dir = workdir / f"{row['source']}-{row['freeze']}" / "fold1"
