@@ -9,6 +9,9 @@ shared images, PCam's HDF5 files and the converter's colliding PNG names).
 
 Images are drawn so that the class is learnable: the mean intensity rises with the
 class index, a stripe pattern's frequency encodes it too, and Gaussian noise is added.
+`write_breast` can make the task harder (`class_signal` < 1 shrinks both cues,
+`brightness_jitter` hides the brightness cue behind a random per-image offset), so
+that a demo's settings differ in AUC instead of all scoring 100.
 They are greyscale where the real images are (chest, knee, mammograms) and RGB
 otherwise. A spec argument fixes exactly what is written; the default specs are small.
 
@@ -60,13 +63,22 @@ def draw_image(
     size: int,
     rng: np.random.Generator,
     channels: int = 1,
+    class_signal: float = 1.0,
+    brightness_jitter: float = 0.0,
 ) -> np.ndarray:
-    """A uint8 (size, size[, 3]) image whose brightness and stripes encode the class."""
-    level = 50.0 + 150.0 * class_index / max(num_classes - 1, 1)
+    """A uint8 (size, size[, 3]) image whose brightness and stripes encode the class.
+
+    `class_signal` scales the class's brightness offset from mid-grey (125) and its
+    stripes' amplitude; `brightness_jitter` is the sd of a random per-image offset.
+    The defaults draw exactly the images of earlier versions (same random stream).
+    """
+    level = 125.0 + class_signal * 150.0 * (class_index / max(num_classes - 1, 1) - 0.5)
     columns = np.arange(size)[None, :]
     stripes = 20.0 * np.sin(2 * np.pi * (class_index + 1) * columns / size)
     noise = rng.normal(0.0, 12.0, (size, size))
-    grey = level + stripes + noise  # (size, size)
+    grey = level + class_signal * stripes + noise  # (size, size)
+    if brightness_jitter:
+        grey = grey + rng.normal(0.0, brightness_jitter)
     if channels == 3:
         tint = rng.normal(0.0, 4.0, (1, 1, 3))
         grey = grey[..., None] + tint  # (size, size, 3)
@@ -80,10 +92,13 @@ def _save(
     size: int,
     rng: np.random.Generator,
     channels: int,
+    **style: float,
 ) -> None:
     from PIL import Image
 
-    pixels = draw_image(classes.index(class_name), len(classes), size, rng, channels)
+    pixels = draw_image(
+        classes.index(class_name), len(classes), size, rng, channels, **style
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(pixels).save(path)
 
@@ -217,6 +232,8 @@ def write_breast(
     masks: bool = True,
     image_size: int = DEFAULT_IMAGE_SIZE,
     seed: int = 0,
+    class_signal: float = 1.0,
+    brightness_jitter: float = 0.0,
 ) -> list[SyntheticImage]:
     """breast/{benign,malignant,normal} (n).png with their `_mask` files.
 
@@ -226,6 +243,8 @@ def write_breast(
         masks: also write `<name>_mask.png` (and `_mask_1.png` for every third).
         image_size: image side in pixels.
         seed: seed of the pixel noise.
+        class_signal: strength of the class cues (`draw_image`); 1 is easy.
+        brightness_jitter: sd of a random per-image brightness offset.
     """
     root, rng = Path(data_root), np.random.default_rng(seed)
     counts = {"benign": 16, "malignant": 12, "normal": 10} if counts is None else counts
@@ -242,6 +261,8 @@ def write_breast(
                 image_size,
                 rng,
                 3,
+                class_signal=class_signal,
+                brightness_jitter=brightness_jitter,
             )
             written.append(
                 SyntheticImage(f"{sources.BREAST_DIR}/{name}.png", class_name)
