@@ -72,11 +72,14 @@ def draw_image(
     stripes' amplitude; `brightness_jitter` is the sd of a random per-image offset.
     The defaults draw exactly the images of earlier versions (same random stream).
     """
-    level = 125.0 + class_signal * 150.0 * (class_index / max(num_classes - 1, 1) - 0.5)
+    level = 50.0 + 150.0 * class_index / max(num_classes - 1, 1)
     columns = np.arange(size)[None, :]
     stripes = 20.0 * np.sin(2 * np.pi * (class_index + 1) * columns / size)
+    if class_signal != 1.0:  # both cues shrink towards mid-grey
+        level = 125.0 + class_signal * (level - 125.0)
+        stripes = class_signal * stripes
     noise = rng.normal(0.0, 12.0, (size, size))
-    grey = level + class_signal * stripes + noise  # (size, size)
+    grey = level + stripes + noise  # (size, size)
     if brightness_jitter:
         grey = grey + rng.normal(0.0, brightness_jitter)
     if channels == 3:
