@@ -10,14 +10,19 @@ Workloads:
   repetition) shared by the 8 networks of a target, so one (N, 8 x 64) Gram product
   serves all 14 pairs. This is not the paper's sampling; it is reported as an option.
 
+`--decompositions linalg,jacobi` times the kernel (paper and shared-sample workloads)
+with each of `cca.DECOMPOSITIONS`: jnp.linalg's eigh/SVD (LAPACK, cuSOLVER) or the
+batched Jacobi methods; rows of a non-default method carry its name in `impl`.
+
 Every measurement is one JSON object per line with keys impl, workload, count,
-seconds, per_cca_ms, device, and speedup where it applies. Run:
+seconds, per_cca_ms, device, decomposition, and speedup where it applies. Run:
 
     .venv/bin/python benchmarks/cca.py            # full run (a few minutes)
     .venv/bin/python benchmarks/cca.py --quick    # small smoke run
 """
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -133,23 +138,32 @@ def bench_paper(args, rng, peak_gflops, bandwidth_gbs):
     chunk = min(args.chunk, total)
     x_host, y_host = _pairs(rng, chunk, num_points, channels)
     x, y = jnp.asarray(x_host), jnp.asarray(y_host)
-    kernel = jax.jit(cca.mean_cca)
     covariance_only = jax.jit(cca.joint_covariance)
     num_calls = math.ceil(total / chunk)
+    count = num_calls * chunk
 
     def run_all(fn):
-        outputs = [fn(x, y) for _ in range(num_calls)]
-        return outputs
+        return [fn(x, y) for _ in range(num_calls)]
 
-    seconds = _time(lambda: run_all(kernel), repeats=args.repeats)
-    count = num_calls * chunk
+    def decompose_all(fn):
+        return [fn(*blocks) for _ in range(num_calls)]
+
     cov_seconds = _time(lambda: run_all(covariance_only), repeats=args.repeats)
-    # The rest of the kernel (masks, eigh, SVD) on precomputed covariance blocks.
-    decompose = jax.jit(cca.mean_cca_from_covariance)
     blocks = jax.block_until_ready(covariance_only(x, y))
-    decompose_seconds = _time(
-        lambda: [decompose(*blocks) for _ in range(num_calls)], repeats=args.repeats
-    )
+    kernels = {}
+    for decomposition in args.decompositions:
+        kernel = jax.jit(functools.partial(cca.mean_cca, decomposition=decomposition))
+        # The rest of the kernel (masks, eigh, SVD) on precomputed covariance blocks.
+        decompose = jax.jit(
+            functools.partial(cca.mean_cca_from_covariance, decomposition=decomposition)
+        )
+        kernels[decomposition] = dict(
+            kernel=kernel,
+            seconds=_time(functools.partial(run_all, kernel), repeats=args.repeats),
+            decompose_seconds=_time(
+                functools.partial(decompose_all, decompose), repeats=args.repeats
+            ),
+        )
 
     # Reference on a subset, extrapolated.
     subset = min(args.reference_count, chunk)
@@ -162,8 +176,6 @@ def bench_paper(args, rng, peak_gflops, bandwidth_gbs):
         ]
         elapsed = (time.perf_counter() - start) / subset * count
         reference_seconds = min(reference_seconds, elapsed)
-    values = np.asarray(kernel(x, y))[:subset]
-    max_error = float(np.max(np.abs(values - np.asarray(reference))))
 
     flops, bytes_moved = _covariance_cost(num_points, 2 * channels)
     bound_seconds = count * max(
@@ -183,16 +195,30 @@ def bench_paper(args, rng, peak_gflops, bandwidth_gbs):
         extrapolated_from=subset,
         **common,
     )
-    _emit(
-        impl="jax_mean_cca_float32",
-        seconds=seconds,
-        per_cca_ms=seconds / count * 1e3,
-        speedup=reference_seconds / seconds,
-        chunk=chunk,
-        max_abs_error_vs_reference=max_error,
-        covariance_gflops=count * flops / seconds / 1e9,
-        **common,
-    )
+    for decomposition, timed in kernels.items():
+        values = np.asarray(timed["kernel"](x, y))[:subset]
+        seconds = timed["seconds"]
+        _emit(
+            impl=_impl("jax_mean_cca_float32", decomposition),
+            seconds=seconds,
+            per_cca_ms=seconds / count * 1e3,
+            speedup=reference_seconds / seconds,
+            chunk=chunk,
+            max_abs_error_vs_reference=float(
+                np.max(np.abs(values - np.asarray(reference)))
+            ),
+            covariance_gflops=count * flops / seconds / 1e9,
+            decomposition=decomposition,
+            **common,
+        )
+        _emit(
+            impl=_impl("jax_decompositions_only", decomposition),
+            seconds=timed["decompose_seconds"],
+            per_cca_ms=timed["decompose_seconds"] / count * 1e3,
+            note="mean_cca_from_covariance on precomputed blocks: masks, eigh, SVD",
+            decomposition=decomposition,
+            **common,
+        )
     _emit(
         impl="jax_joint_covariance_only",
         seconds=cov_seconds,
@@ -206,17 +232,15 @@ def bench_paper(args, rng, peak_gflops, bandwidth_gbs):
         fraction_of_bound=bound_seconds / cov_seconds,
         **common,
     )
-    _emit(
-        impl="jax_decompositions_only",
-        seconds=decompose_seconds,
-        per_cca_ms=decompose_seconds / count * 1e3,
-        note="mean_cca_from_covariance on precomputed blocks: masks, eigh, SVD",
-        **common,
-    )
     return reference_seconds / count
 
 
-def bench_shared_sample(args, rng, reference_per_cca):
+def _impl(name, decomposition):
+    """Row name: the default decomposition keeps the plain name of earlier runs."""
+    return name if decomposition == "linalg" else f"{name}_{decomposition}"
+
+
+def bench_shared_sample(args, rng, reference_per_cca, decomposition):
     """One (N, 8 x 64) Gram per (fold, layer, repetition) serving all 14 pairs."""
     num_points, channels = args.points, 64
     groups_total = math.ceil(args.num_ccas / len(PAPER_PAIRS))
@@ -233,7 +257,10 @@ def bench_shared_sample(args, rng, reference_per_cca):
         blocks = sigma.reshape(chunk, NUM_NETWORKS, channels, NUM_NETWORKS, channels)
         blocks = blocks.transpose(0, 1, 3, 2, 4)  # (groups, 8, 8, 64, 64)
         return cca.mean_cca_from_covariance(
-            blocks[:, first, first], blocks[:, first, second], blocks[:, second, second]
+            blocks[:, first, first],
+            blocks[:, first, second],
+            blocks[:, second, second],
+            decomposition=decomposition,
         )  # (groups, 14)
 
     num_calls = math.ceil(groups_total / chunk)
@@ -242,7 +269,8 @@ def bench_shared_sample(args, rng, reference_per_cca):
     )
     count = num_calls * chunk * len(PAPER_PAIRS)
     _emit(
-        impl="jax_mean_cca_float32_shared_sample",
+        impl=_impl("jax_mean_cca_float32_shared_sample", decomposition),
+        decomposition=decomposition,
         workload="paper_shared_sample",
         count=count,
         seconds=seconds,
@@ -286,6 +314,7 @@ def bench_full_width(args, rng):
         per_cca_ms=seconds / count * 1e3,
         speedup=reference_seconds / seconds,
         max_abs_error_vs_reference=error,
+        decomposition="linalg",
         **common,
     )
 
@@ -305,8 +334,20 @@ def main():
     parser.add_argument(
         "--repeats", type=int, default=2, help="timed passes (best is reported)"
     )
+    parser.add_argument(
+        "--decompositions",
+        default="linalg",
+        help="comma-separated cca.DECOMPOSITIONS for the paper and shared-sample "
+        "workloads (full width always uses linalg)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    args.decompositions = args.decompositions.split(",")
+    for decomposition in args.decompositions:
+        if decomposition not in cca.DECOMPOSITIONS:
+            parser.error(
+                f"--decompositions: {decomposition!r} not in {cca.DECOMPOSITIONS}"
+            )
     _RUN.update(timing.reuse_freed_memory())
     args.points, args.num_ccas = 10_000, PAPER_NUM_CCAS
     args.full_width, args.full_width_count = 2048, 2
@@ -319,7 +360,8 @@ def main():
     bandwidth_gbs = _copy_bandwidth_gbs()
     reference_per_cca = bench_paper(args, rng, peak_gflops, bandwidth_gbs)
     if args.shared_sample:
-        bench_shared_sample(args, rng, reference_per_cca)
+        for decomposition in args.decompositions:
+            bench_shared_sample(args, rng, reference_per_cca, decomposition)
     bench_full_width(args, rng)
 
 

@@ -81,6 +81,9 @@ def get_config(arg: str | None = None) -> ConfigDict:
     config.analysis.enabled = True  # CCA, similarity, figures, report.md
     config.analysis.reference = ""  # the paper's result CSVs, for side by side
     config.analysis.full_depth = False  # all 16 blocks, all channels (slow on CPU)
+    # Eigen/singular values of the CCA kernel: "linalg" (LAPACK on CPU, cuSOLVER on
+    # GPU, one matrix at a time above 32x32) or "jacobi" (all matrices at once).
+    config.analysis.cca_decomposition = "linalg"
 
     config.log = ConfigDict()
     config.log.progress = True

@@ -43,6 +43,7 @@ from jaxtransfer.analysis import (
     sampling,
     similarity,
 )
+from jaxtransfer.analysis.cca import DECOMPOSITIONS
 from jaxtransfer.data import loader
 from jaxtransfer.models import pretrained, resnet
 
@@ -148,6 +149,7 @@ def cca_of_fold(
     seed: int,
     batch_size: int,
     full_depth: bool,
+    decomposition: str = "linalg",
 ) -> dict:
     """The fold's CCA rows (and full-depth rows), sampling details and notes."""
     target = config.target
@@ -168,7 +170,14 @@ def cca_of_fold(
     shapes = sampling.tap_shapes(probe, stimuli.shape[1:3], probe.study_taps)
     plan = sampling.make_plan(shapes, len(stimuli), seed=(seed, fold))
     start = time.perf_counter()
-    fold_cca = pairs.paper_cca(networks, available, stimuli, plan, batch_size)
+    fold_cca = pairs.paper_cca(
+        networks,
+        available,
+        stimuli,
+        plan,
+        batch_size,
+        decomposition=decomposition,
+    )
     seconds = time.perf_counter() - start
     notes += [f"fold{fold}: {n}" for n in fold_cca.notes]
     for (m1, m2), values in zip(available, fold_cca.values):
@@ -197,7 +206,11 @@ def cca_of_fold(
     if full_depth:
         start = time.perf_counter()
         full = pairs.full_depth_cca(
-            networks, available, stimuli, batch_size=max(1, batch_size // 2)
+            networks,
+            available,
+            stimuli,
+            batch_size=max(1, batch_size // 2),
+            decomposition=decomposition,
         )
         result["full_seconds"] = time.perf_counter() - start
         result["full_taps"] = full.taps
@@ -313,6 +326,7 @@ def run(
     seed: int = 0,
     batch_size: int = 32,
     cca: bool = True,
+    decomposition: str = "linalg",
 ) -> dict:
     """Analyses a finished workdir; writes everything into ``workdir/analysis``.
 
@@ -325,6 +339,8 @@ def run(
       seed: seed of the CCA samples and the fresh random initialisations.
       batch_size: images per forward pass.
       cca: False skips the CCA (and the CCA-dependent tables).
+      decomposition: the CCA kernel's eigen/singular-value method, "linalg"
+        (jnp.linalg; fastest on CPUs) or "jacobi" (batched; meant for GPUs).
 
     Returns:
       A summary dict (also written as analysis/summary.json).
@@ -348,6 +364,7 @@ def run(
                 seed=seed,
                 batch_size=batch_size,
                 full_depth=full_depth,
+                decomposition=decomposition,
             )
             cca_rows += fold_result["rows"]
             full_rows += fold_result["full_rows"]
@@ -506,6 +523,13 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument(
+        "--cca_decomposition",
+        choices=DECOMPOSITIONS,
+        default="linalg",
+        help="eigen/singular values of the CCA kernel: jnp.linalg (LAPACK/cuSOLVER) "
+        "or batched Jacobi (for GPUs, where cuSOLVER decomposes one matrix at a time)",
+    )
     args = parser.parse_args(argv)
     host.reuse_freed_memory()  # before jax starts its backend
     logging.basicConfig(level=logging.INFO)
@@ -515,6 +539,7 @@ def main(argv=None) -> int:
         full_depth=args.full_depth,
         seed=args.seed,
         batch_size=args.batch_size,
+        decomposition=args.cca_decomposition,
     )
     print(f"wrote {Path(args.workdir) / 'analysis'}: report.md, {summary['figures']}")
     for note in summary["notes"]:

@@ -34,6 +34,7 @@ from flax import nnx
 from ml_collections import ConfigDict
 
 from jaxtransfer import ensemble, files, fit, metrics, pretraining, sharding, train
+from jaxtransfer.analysis import cca
 from jaxtransfer.data import augment, builders, loader, prepare, synthetic
 from jaxtransfer.models import pretrained, resnet
 
@@ -536,6 +537,12 @@ def summarize(results: list[dict]) -> dict:
 def run(config: ConfigDict, workdir: str | os.PathLike) -> dict:
     """Runs (or resumes) the whole grid of ``config`` in ``workdir``."""
     workdir = Path(workdir)
+    decomposition = config.analysis.cca_decomposition
+    if config.analysis.enabled and decomposition not in cca.DECOMPOSITIONS:
+        raise ValueError(
+            f"config.analysis.cca_decomposition = {decomposition!r}: expected one "
+            f"of {cca.DECOMPOSITIONS}"
+        )
     directory = ensure_inputs(config)
     primary = sharding.is_primary()  # every process trains; process 0 writes
     workdir.mkdir(parents=True, exist_ok=True)
@@ -579,6 +586,7 @@ def run(config: ConfigDict, workdir: str | os.PathLike) -> dict:
             reference=config.analysis.reference or None,
             full_depth=config.analysis.full_depth,
             seed=config.seed,
+            decomposition=config.analysis.cca_decomposition,
         )
     sharding.sync_processes("grid and analysis written")
     return summary

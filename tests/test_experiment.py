@@ -72,6 +72,16 @@ def test_missing_inputs_stop_before_any_compute(tmp_path, demo_sources):
     assert not (tmp_path / "run").exists()
 
 
+def test_unknown_cca_decomposition_stops_before_any_compute(tmp_path, demo_sources):
+    config = _config(tmp_path, demo_sources)
+    config.analysis.enabled = True
+    config.analysis.cca_decomposition = "qr"
+    with pytest.raises(ValueError, match="config.analysis.cca_decomposition = 'qr'"):
+        experiment.run(config, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    assert not (tmp_path / "raw").exists()
+
+
 def test_ensemble_grid_matches_the_sequential_grid(tmp_path, demo_sources):
     config = _config(tmp_path, demo_sources)
     config.grid.sources = ("ImageNet", "RadImageNet")

@@ -111,8 +111,10 @@ def _pair_blocks(sigma, first, second):
     )
 
 
-@functools.partial(jax.jit, static_argnames=("epsilon",))
-def pairwise_mean_cca(acts, first, second, epsilon=sampling.PAPER_EPSILON):
+@functools.partial(jax.jit, static_argnames=("epsilon", "decomposition"))
+def pairwise_mean_cca(
+    acts, first, second, epsilon=sampling.PAPER_EPSILON, decomposition="linalg"
+):
     """Mean CCA of many network pairs on shared samples, in one call.
 
     Args:
@@ -121,6 +123,7 @@ def pairwise_mean_cca(acts, first, second, epsilon=sampling.PAPER_EPSILON):
       first: (P,) int, the model1 network of each pair.
       second: (P,) int, the model2 network of each pair.
       epsilon: svcca's epsilon.
+      decomposition: "linalg" or "jacobi", as in `cca.mean_cca`.
 
     Returns:
       (repetitions, P) mean canonical correlations, as `cca.mean_cca` of each pair.
@@ -129,7 +132,9 @@ def pairwise_mean_cca(acts, first, second, epsilon=sampling.PAPER_EPSILON):
     stacked = jnp.moveaxis(acts, 1, 2).reshape(reps, n, nets * d)  # (reps, N, nets d)
     sigma = cca.covariance(stacked).reshape(reps, nets, d, nets, d)
     sigma = jnp.moveaxis(sigma, 3, 2)  # (reps, nets, nets, d, d)
-    return cca.mean_cca_from_covariance(*_pair_blocks(sigma, first, second), epsilon)
+    return cca.mean_cca_from_covariance(
+        *_pair_blocks(sigma, first, second), epsilon, decomposition
+    )
 
 
 @dataclasses.dataclass
@@ -159,6 +164,7 @@ def paper_cca(
     batch_size: int = 32,
     epsilon: float = sampling.PAPER_EPSILON,
     activations_hook: Callable[[dict[str, np.ndarray], list[str]], None] | None = None,
+    decomposition: str = "linalg",
 ) -> FoldCCA:
     """The paper's sampled mean CCA for every pair of one fold.
 
@@ -174,6 +180,7 @@ def paper_cca(
       epsilon: svcca's epsilon.
       activations_hook: called with the stacked activations {tap: (reps, nets, N,
         d)} and the network order (tests use it to check against the reference).
+      decomposition: "linalg" or "jacobi", as in `cca.mean_cca`.
 
     Returns:
       The fold's CCA values.
@@ -212,7 +219,11 @@ def paper_cca(
             notes.append(f"{tap}: {n} datapoints <= {d} channels, CCA undefined (NaN)")
             continue
         values = pairwise_mean_cca(
-            jnp.asarray(stacked[tap]), first, second, epsilon=epsilon
+            jnp.asarray(stacked[tap]),
+            first,
+            second,
+            epsilon=epsilon,
+            decomposition=decomposition,
         )
         per_rep[:, :, t] = np.asarray(values)
     return FoldCCA(list(pairs), plan.taps, per_rep.mean(axis=0), per_rep, notes)
@@ -254,11 +265,13 @@ def _covariances_from_sums(acc, first, second):
     return sigma_self[first], sigma_xy, sigma_self[second]
 
 
-@functools.partial(jax.jit, static_argnames=("epsilon",))
-def mean_cca_from_sums(acc, first, second, epsilon=sampling.PAPER_EPSILON):
+@functools.partial(jax.jit, static_argnames=("epsilon", "decomposition"))
+def mean_cca_from_sums(
+    acc, first, second, epsilon=sampling.PAPER_EPSILON, decomposition="linalg"
+):
     """Mean CCA of every pair from streamed sums: (P,)."""
     return cca.mean_cca_from_covariance(
-        *_covariances_from_sums(acc, first, second), epsilon
+        *_covariances_from_sums(acc, first, second), epsilon, decomposition
     )
 
 
@@ -287,6 +300,7 @@ def full_depth_cca(
     batch_size: int = 16,
     epsilon: float = sampling.PAPER_EPSILON,
     memory_budget_bytes: int = 2 << 30,
+    decomposition: str = "linalg",
 ) -> FoldCCA:
     """Mean CCA on all channels and all stimuli at every depth, streamed.
 
@@ -305,6 +319,7 @@ def full_depth_cca(
       batch_size: images per forward pass.
       epsilon: svcca's epsilon.
       memory_budget_bytes: accumulator memory per pass.
+      decomposition: "linalg" or "jacobi", as in `cca.mean_cca`.
 
     Returns:
       The values as a `FoldCCA` with one "repetition".
@@ -363,7 +378,13 @@ def full_depth_cca(
                 )
                 continue
             values[:, t] = np.asarray(
-                mean_cca_from_sums(acc[tap], first, second, epsilon=epsilon)
+                mean_cca_from_sums(
+                    acc[tap],
+                    first,
+                    second,
+                    epsilon=epsilon,
+                    decomposition=decomposition,
+                )
             )
             del acc[tap]
     return FoldCCA(list(pairs), taps, values, values[None], notes)

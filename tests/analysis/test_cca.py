@@ -6,7 +6,8 @@ import pytest
 
 from jaxtransfer.analysis import cca
 
-mean_cca = jax.jit(cca.mean_cca)
+mean_cca = jax.jit(cca.mean_cca, static_argnames="decomposition")
+DECOMPOSITIONS = pytest.mark.parametrize("decomposition", cca.DECOMPOSITIONS)
 svcca = jax.jit(cca.svcca)
 pwcca = jax.jit(cca.pwcca)
 linear_cka = jax.jit(cca.linear_cka, static_argnames="debiased")
@@ -81,14 +82,15 @@ def test_reference_all_zero_layer_scores_zero():
 # The jnp kernels against the reference.
 
 
-def test_mean_cca_matches_reference_with_dead_and_constant_channels():
+@DECOMPOSITIONS
+def test_mean_cca_matches_reference_with_dead_and_constant_channels(decomposition):
     rng = np.random.default_rng(10)
     # Leading axes (2, 3); x loses 3 channels (so kx = 9 < ky), y loses 1.
     pairs = [_relu_pair(rng, 800, 12, 10) for _ in range(6)]
     x = np.stack([_with_dead_and_constant(p[0], [1, 4], [7]) for p in pairs])
     y = np.stack([_with_dead_and_constant(p[1], [2], []) for p in pairs])
     x, y = x.reshape(2, 3, 800, 12), y.reshape(2, 3, 800, 10)
-    result = np.asarray(mean_cca(x, y))
+    result = np.asarray(mean_cca(x, y, decomposition=decomposition))
     assert result.shape == (2, 3)
     expected = np.array(
         [
@@ -99,53 +101,97 @@ def test_mean_cca_matches_reference_with_dead_and_constant_channels():
     np.testing.assert_allclose(result, expected, atol=2e-6)
 
 
-def test_mean_cca_counts_only_kept_coefficients_when_wider_side_loses_channels():
+@DECOMPOSITIONS
+def test_mean_cca_counts_only_kept_coefficients_when_wider_side_loses_channels(
+    decomposition,
+):
     rng = np.random.default_rng(11)
     x, y = _relu_pair(rng, 700, 6, 9)
     # y is wider but ends up with fewer kept channels than x: ky = 4 < kx = 6.
     y = _with_dead_and_constant(y, [0, 3, 5, 6], [8], value=-1.5)
-    coefficients, count = jax.jit(cca.canonical_correlations)(x, y)
+    coefficients, count = jax.jit(
+        cca.canonical_correlations, static_argnames="decomposition"
+    )(x, y, decomposition=decomposition)
     assert int(count) == 4
     reference = cca.cca_reference_numpy(x, y)["cca_coef1"]
     np.testing.assert_allclose(np.asarray(coefficients)[:4], reference, atol=2e-6)
     np.testing.assert_array_equal(np.asarray(coefficients)[4:], 0)
-    assert float(mean_cca(x, y)) == pytest.approx(reference.mean(), abs=2e-6)
+    assert float(mean_cca(x, y, decomposition=decomposition)) == pytest.approx(
+        reference.mean(), abs=2e-6
+    )
 
 
+@DECOMPOSITIONS
 @pytest.mark.parametrize("shape", [(64, 64), (13, 5)])
-def test_mean_cca_matches_reference_at_paper_like_sizes(shape):
+def test_mean_cca_matches_reference_at_paper_like_sizes(shape, decomposition):
     d1, d2 = shape
     x, y = _relu_pair(np.random.default_rng(12), 3000, d1, d2, shared=8)
     expected = cca.mean_cca_reference_numpy(x, y)
-    assert float(mean_cca(x, y)) == pytest.approx(expected, abs=2e-6)
+    assert float(mean_cca(x, y, decomposition=decomposition)) == pytest.approx(
+        expected, abs=2e-6
+    )
 
 
-def test_mean_cca_of_all_zero_or_constant_layer_is_zero():
+@DECOMPOSITIONS
+@pytest.mark.parametrize("shape", [(64, 64), (64, 32)])
+def test_mean_cca_with_datapoints_barely_above_channels(shape, decomposition):
+    # N = 70 for 64 channels: nearly singular correlation matrices, where float32
+    # whitening is at its least accurate.
+    x, y = _relu_pair(np.random.default_rng(19), 70, *shape, shared=8)
+    expected = cca.mean_cca_reference_numpy(x, y)
+    result = float(mean_cca(x, y, decomposition=decomposition))
+    assert result == pytest.approx(expected, abs=1e-4)
+
+
+def test_unknown_decomposition_is_a_clear_error():
+    x, y = _relu_pair(np.random.default_rng(20), 50, 3, 3)
+    with pytest.raises(ValueError, match="decomposition='qr': expected one of"):
+        cca.mean_cca(x, y, decomposition="qr")
+
+
+@DECOMPOSITIONS
+def test_mean_cca_of_all_zero_or_constant_layer_is_zero(decomposition):
     x, y = _relu_pair(np.random.default_rng(13), 400, 5, 6)
     zeros = np.zeros_like(x)
     constant = np.full_like(y, 4.0)
-    result = np.asarray(mean_cca(np.stack([zeros, x]), np.stack([y, constant])))
+    result = np.asarray(
+        mean_cca(
+            np.stack([zeros, x]), np.stack([y, constant]), decomposition=decomposition
+        )
+    )
     np.testing.assert_array_equal(result, [0.0, 0.0])
     assert cca.mean_cca_reference_numpy(x, constant) == 0
 
 
-def test_mean_cca_identical_and_linearly_mapped_inputs_give_one():
+@DECOMPOSITIONS
+def test_mean_cca_identical_and_linearly_mapped_inputs_give_one(decomposition):
     rng = np.random.default_rng(14)
     x, _ = _relu_pair(rng, 500, 8, 8)
     mixing = (rng.standard_normal((8, 8)) + 3 * np.eye(8)).astype(np.float32)
-    result = np.asarray(mean_cca(np.stack([x, x]), np.stack([x, x @ mixing])))
+    result = np.asarray(
+        mean_cca(
+            np.stack([x, x]), np.stack([x, x @ mixing]), decomposition=decomposition
+        )
+    )
     # x @ mixing has a channel correlation matrix with condition number ~6e3, and
     # the float32 error grows with it (about 1e-4 on the smallest coefficient here).
     np.testing.assert_allclose(result, [1.0, 1.0], atol=5e-5)
 
 
-def test_mean_cca_batched_over_two_axes_equals_loop():
+@DECOMPOSITIONS
+def test_mean_cca_batched_over_two_axes_equals_loop(decomposition):
     rng = np.random.default_rng(15)
     x = rng.standard_normal((3, 2, 200, 6)).astype(np.float32)
     y = (x[..., :4] + rng.standard_normal((3, 2, 200, 4))).astype(np.float32)
-    batched = np.asarray(mean_cca(x, y))
+    batched = np.asarray(mean_cca(x, y, decomposition=decomposition))
     looped = np.array(
-        [[float(mean_cca(x[i, j], y[i, j])) for j in range(2)] for i in range(3)]
+        [
+            [
+                float(mean_cca(x[i, j], y[i, j], decomposition=decomposition))
+                for j in range(2)
+            ]
+            for i in range(3)
+        ]
     )
     np.testing.assert_allclose(batched, looped, atol=1e-6)
     assert np.ptp(batched) > 1e-3  # the six pairs really differ
@@ -165,11 +211,14 @@ def test_mean_cca_from_covariance_of_shared_sample_matches_pairwise():
     assert from_blocks == pytest.approx(float(mean_cca(layers[0], layers[2])), abs=1e-6)
 
 
-def test_mean_cca_in_float64_matches_reference_tightly():
+@DECOMPOSITIONS
+def test_mean_cca_in_float64_matches_reference_tightly(decomposition):
     x, y = _relu_pair(np.random.default_rng(17), 600, 9, 7)
     x = _with_dead_and_constant(x, [2], [5])
     with jax.enable_x64(True):
-        result = jax.jit(cca.mean_cca)(x.astype(np.float64), y.astype(np.float64))
+        result = mean_cca(
+            x.astype(np.float64), y.astype(np.float64), decomposition=decomposition
+        )
         assert result.dtype == np.float64
         assert float(result) == pytest.approx(
             cca.mean_cca_reference_numpy(x, y), abs=1e-10

@@ -39,7 +39,10 @@ def test_paper_pairs():
     assert not any("random-freeze" in n for pair in got for n in pair)
 
 
-def test_pairwise_kernel_equals_the_float64_reference_on_the_samples(stimuli):
+@pytest.mark.parametrize("decomposition", cca.DECOMPOSITIONS)
+def test_pairwise_kernel_equals_the_float64_reference_on_the_samples(
+    stimuli, decomposition
+):
     networks = {"a": _tiny(1), "b": _tiny(2), "c": _tiny(3)}
     model = networks["a"].load()[0]
     shapes = sampling.tap_shapes(model, 64, model.study_taps)
@@ -51,6 +54,7 @@ def test_pairwise_kernel_equals_the_float64_reference_on_the_samples(stimuli):
         stimuli,
         plan,
         activations_hook=lambda acts, names: seen.update(acts=acts, names=names),
+        decomposition=decomposition,
     )
     assert result.values.shape == (3, 5) and result.repetitions.shape == (2, 3, 5)
     assert not result.notes and np.all(np.isfinite(result.values))
@@ -99,7 +103,10 @@ def test_too_few_datapoints_give_nan_with_a_note():
     ]
 
 
-def test_full_depth_stream_equals_the_covariance_of_all_datapoints(stimuli):
+@pytest.mark.parametrize("decomposition", cca.DECOMPOSITIONS)
+def test_full_depth_stream_equals_the_covariance_of_all_datapoints(
+    stimuli, decomposition
+):
     networks = {"a": _tiny(1), "b": _tiny(2), "a_again": _tiny(1)}
     images = stimuli[:40]
     pair_list = [("a", "b"), ("b", "a_again"), ("a", "a_again")]
@@ -107,7 +114,13 @@ def test_full_depth_stream_equals_the_covariance_of_all_datapoints(stimuli):
     # A tiny budget forces one pass per tap; a batch that does not divide the
     # stimuli exercises the padding mask.
     result = pairs.full_depth_cca(
-        networks, pair_list, images, taps, batch_size=16, memory_budget_bytes=1
+        networks,
+        pair_list,
+        images,
+        taps,
+        batch_size=16,
+        memory_budget_bytes=1,
+        decomposition=decomposition,
     )
     full = {}
     for name in ("a", "b"):
