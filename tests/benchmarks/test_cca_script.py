@@ -1,0 +1,65 @@
+"""benchmarks/cca.py runs end to end (small sizes) and reports what the issue asks.
+
+A smoke test, so a GPU lease is not spent on a broken script; speeds are not checked.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_quick_run_reports_every_kernel_with_its_accuracy():
+    result = subprocess.run(
+        [
+            sys.executable,
+            "benchmarks/cca.py",
+            "--quick",
+            "--shared-sample",
+            "--decompositions",
+            "linalg,jacobi",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    for row in rows:
+        assert {"impl", "workload", "count", "seconds", "device"} <= set(row), row
+        assert row["seconds"] > 0
+    found = {(row["workload"], row["impl"]) for row in rows}
+    assert found == {
+        ("paper", "numpy_float64_reference"),
+        ("paper", "jax_mean_cca_float32"),
+        ("paper", "jax_mean_cca_float32_jacobi"),
+        ("paper", "jax_decompositions_only"),
+        ("paper", "jax_decompositions_only_jacobi"),
+        ("paper", "jax_joint_covariance_only"),
+        ("paper_shared_sample", "jax_mean_cca_float32_shared_sample"),
+        ("paper_shared_sample", "jax_mean_cca_float32_shared_sample_jacobi"),
+        ("full_width", "numpy_float64_reference"),
+        ("full_width", "jax_mean_cca_float32"),
+    }
+    for row in rows:
+        if "max_abs_error_vs_reference" in row:
+            assert row["max_abs_error_vs_reference"] < 1e-4, row
+
+
+def test_unknown_decomposition_is_refused():
+    result = subprocess.run(
+        [sys.executable, "benchmarks/cca.py", "--quick", "--decompositions", "qr"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "--decompositions: 'qr' not in ('linalg', 'jacobi')" in result.stderr
