@@ -91,16 +91,16 @@ def _time(fn, *args, repeats=1):
     return best
 
 
-def _matmul_peak_gflops():
+def _matmul_peak_gflops(size=4096):
     """float32 GFLOP/s of a large square XLA matmul: the compute bound used below.
 
     Random data at the kernel's precision (HIGHEST: no TF32 or bf16 passes on
     accelerators), so the bound is one the covariance products could reach.
     """
-    a = jax.random.normal(jax.random.key(0), (4096, 4096), jnp.float32)
+    a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
     matmul = jax.jit(lambda a: jnp.matmul(a, a, precision=jax.lax.Precision.HIGHEST))
     seconds = _time(matmul, a, repeats=3)
-    return 2 * 4096**3 / seconds / 1e9
+    return 2 * size**3 / seconds / 1e9
 
 
 def _copy_bandwidth_gbs():
@@ -351,12 +351,14 @@ def main():
     _RUN.update(timing.reuse_freed_memory())
     args.points, args.num_ccas = 10_000, PAPER_NUM_CCAS
     args.full_width, args.full_width_count = 2048, 2
+    args.peak_size = 4096
     if args.quick:
-        args.points, args.num_ccas, args.chunk = 2000, 60, 20
+        args.peak_size = 1024
+        args.points, args.num_ccas, args.chunk = 1000, 20, 10
         args.reference_count, args.repeats = 5, 1
         args.full_width, args.full_width_count = 256, 2
     rng = np.random.default_rng(args.seed)
-    peak_gflops = _matmul_peak_gflops()
+    peak_gflops = _matmul_peak_gflops(args.peak_size)
     bandwidth_gbs = _copy_bandwidth_gbs()
     reference_per_cca = bench_paper(args, rng, peak_gflops, bandwidth_gbs)
     if args.shared_sample:

@@ -28,7 +28,9 @@ Decompositions. `decomposition="linalg"` (the default) uses `jnp.linalg` (LAPACK
 CPU, cuSOLVER on a GPU); `"jacobi"` uses the batched Jacobi methods of
 `jaxtransfer.analysis.jacobi`, which move all matrices of a batch in lockstep instead
 of decomposing them one after another (the GPU lowering for matrices above 32x32). On a
-CPU LAPACK is much faster; the Jacobi path is for accelerators.
+CPU LAPACK is much faster; the Jacobi path is for accelerators. The option belongs to
+the mean-CCA family (`mean_cca`, `canonical_correlations` and their `_from_covariance`
+forms), the study's measure; SVCCA and PWCCA always use `jnp.linalg`.
 Measured against the float64 reference on ReLU data with 10000 datapoints (dead and
 constant channels included), the float32 mean CCA agrees to about 1e-7 (64 and 2048
 channels). The error grows with the condition number of the channel correlation

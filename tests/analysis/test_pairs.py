@@ -39,10 +39,7 @@ def test_paper_pairs():
     assert not any("random-freeze" in n for pair in got for n in pair)
 
 
-@pytest.mark.parametrize("decomposition", cca.DECOMPOSITIONS)
-def test_pairwise_kernel_equals_the_float64_reference_on_the_samples(
-    stimuli, decomposition
-):
+def test_pairwise_kernel_equals_the_float64_reference_on_the_samples(stimuli):
     networks = {"a": _tiny(1), "b": _tiny(2), "c": _tiny(3)}
     model = networks["a"].load()[0]
     shapes = sampling.tap_shapes(model, 64, model.study_taps)
@@ -54,7 +51,6 @@ def test_pairwise_kernel_equals_the_float64_reference_on_the_samples(
         stimuli,
         plan,
         activations_hook=lambda acts, names: seen.update(acts=acts, names=names),
-        decomposition=decomposition,
     )
     assert result.values.shape == (3, 5) and result.repetitions.shape == (2, 3, 5)
     assert not result.notes and np.all(np.isfinite(result.values))
@@ -74,6 +70,39 @@ def test_pairwise_kernel_equals_the_float64_reference_on_the_samples(
                     reference, abs=2e-5
                 ), (tap, rep, m1, m2)
     np.testing.assert_allclose(result.values, result.repetitions.mean(0))
+
+
+def test_both_kernels_take_the_jacobi_decompositions():
+    # Three correlated "networks" sampled on the same datapoints.
+    rng = np.random.default_rng(7)
+    latent = rng.standard_normal((2, 1, 300, 4))
+    acts = latent @ rng.standard_normal((3, 4, 16)) + rng.standard_normal(
+        (2, 3, 300, 16)
+    )
+    acts = np.maximum(acts, 0).astype(np.float32)  # (reps, nets, N, d)
+    first, second = np.array([0, 1, 2]), np.array([1, 2, 0])
+    sampled = {
+        d: np.asarray(pairs.pairwise_mean_cca(acts, first, second, decomposition=d))
+        for d in cca.DECOMPOSITIONS
+    }
+    np.testing.assert_allclose(sampled["jacobi"], sampled["linalg"], atol=2e-6)
+    assert np.ptp(sampled["linalg"]) > 1e-2  # the pairs really differ
+    # The streamed sums of the full-depth path, all datapoints of repetition 0.
+    nets, channels = acts.shape[1], acts.shape[3]
+    acc = dict(
+        shift=jnp.zeros((nets, channels)),
+        count=jnp.zeros(()),
+        total=jnp.zeros((nets, channels)),
+        gram=jnp.zeros((nets, channels, channels)),
+        cross=jnp.zeros((len(first), channels, channels)),
+    )
+    acc = pairs._accumulate(acc, acts[0], jnp.ones(300), first, second)
+    streamed = {
+        d: np.asarray(pairs.mean_cca_from_sums(acc, first, second, decomposition=d))
+        for d in cca.DECOMPOSITIONS
+    }
+    np.testing.assert_allclose(streamed["jacobi"], streamed["linalg"], atol=2e-6)
+    np.testing.assert_allclose(streamed["linalg"], sampled["linalg"][0], atol=2e-6)
 
 
 def test_identical_models_have_cca_one_at_every_layer(stimuli):
@@ -103,10 +132,7 @@ def test_too_few_datapoints_give_nan_with_a_note():
     ]
 
 
-@pytest.mark.parametrize("decomposition", cca.DECOMPOSITIONS)
-def test_full_depth_stream_equals_the_covariance_of_all_datapoints(
-    stimuli, decomposition
-):
+def test_full_depth_stream_equals_the_covariance_of_all_datapoints(stimuli):
     networks = {"a": _tiny(1), "b": _tiny(2), "a_again": _tiny(1)}
     images = stimuli[:40]
     pair_list = [("a", "b"), ("b", "a_again"), ("a", "a_again")]
@@ -120,7 +146,6 @@ def test_full_depth_stream_equals_the_covariance_of_all_datapoints(
         taps,
         batch_size=16,
         memory_budget_bytes=1,
-        decomposition=decomposition,
     )
     full = {}
     for name in ("a", "b"):
