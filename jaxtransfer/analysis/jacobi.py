@@ -62,22 +62,38 @@ def round_robin_permutation(n: int) -> np.ndarray:
     return permutation
 
 
+def _split_pairs(x, axis):
+    """(top, bottom) of the pairs along ``axis`` (positions 2k and 2k + 1)."""
+    axis %= x.ndim
+    pairs = x.reshape(*x.shape[:axis], x.shape[axis] // 2, 2, *x.shape[axis + 1 :])
+    before = (slice(None),) * (axis + 1)
+    return pairs[(*before, 0)], pairs[(*before, 1)]
+
+
+def _join_pairs(top, bottom, axis):
+    """Inverse of `_split_pairs`: interleaves top and bottom along ``axis``."""
+    axis %= top.ndim
+    joined = jnp.stack([top, bottom], axis=axis + 1)
+    shape = list(top.shape)
+    shape[axis] *= 2
+    return joined.reshape(shape)
+
+
 def _next_round(x, axis):
     """Moves the indices along ``axis`` as `round_robin_permutation` does.
 
     Slices and a concatenation instead of a gather: the same permutation, written so
     that XLA moves contiguous blocks.
     """
-    x = jnp.moveaxis(x, axis, -1)
-    pairs = x.shape[-1] // 2
-    if pairs > 1:
-        top, bottom = x[..., 0::2], x[..., 1::2]
-        top, bottom = (
-            jnp.concatenate([top[..., :1], bottom[..., :1], top[..., 1:-1]], -1),
-            jnp.concatenate([bottom[..., 1:], top[..., -1:]], -1),
-        )
-        x = jnp.stack([top, bottom], -1).reshape(x.shape)
-    return jnp.moveaxis(x, -1, axis)
+    if x.shape[axis] <= 2:
+        return x
+    top, bottom = _split_pairs(x, axis)
+    first, rest = jnp.split(top, [1], axis=axis)
+    head, tail = jnp.split(bottom, [1], axis=axis)
+    middle, last = jnp.split(rest, [rest.shape[axis] - 1], axis=axis)
+    top = jnp.concatenate([first, head, middle], axis=axis)
+    bottom = jnp.concatenate([tail, last], axis=axis)
+    return _join_pairs(top, bottom, axis)
 
 
 def _rotation(app, aqq, apq):
@@ -94,13 +110,18 @@ def _rotation(app, aqq, apq):
     return cosine, tangent * cosine
 
 
-def _rotate_columns(a, cosine, sine):
-    """a J for the block-diagonal rotation J of all pairs: (..., r, n), (..., n/2)."""
-    pairs = a.reshape(*a.shape[:-1], a.shape[-1] // 2, 2)
-    p, q = pairs[..., 0], pairs[..., 1]
-    cosine, sine = cosine[..., None, :], sine[..., None, :]
-    rotated = jnp.stack([cosine * p - sine * q, sine * p + cosine * q], axis=-1)
-    return rotated.reshape(a.shape)
+def _rotate_pairs(a, cosine, sine, axis=-1):
+    """Rotates every pair of columns (axis -1: a J) or of rows (axis -2: J^T a).
+
+    Args:
+      a: (..., r, c) matrices.
+      cosine, sine: (..., pairs) of the block-diagonal rotation J.
+      axis: -1 for columns, -2 for rows.
+    """
+    p, q = _split_pairs(a, axis)
+    expand = (..., None, slice(None)) if axis == -1 else (..., slice(None), None)
+    cosine, sine = cosine[expand], sine[expand]
+    return _join_pairs(cosine * p - sine * q, sine * p + cosine * q, axis)
 
 
 def _pad_to_even(a, axes):
@@ -154,15 +175,14 @@ def eigh(a, max_sweeps: int = 15):
         app, aqq = diagonal[..., 0::2], diagonal[..., 1::2]
         apq = a[..., 2 * pair_index, 2 * pair_index + 1]
         cosine, sine = _rotation(app, aqq, apq)
-        a = _rotate_columns(a, cosine, sine)  # a J
-        a = jnp.swapaxes(_rotate_columns(jnp.swapaxes(a, -1, -2), cosine, sine), -1, -2)
+        a = _rotate_pairs(_rotate_pairs(a, cosine, sine, -1), cosine, sine, -2)
         # The rotated 2x2 blocks exactly: a diagonal pair and a zero off-diagonal, so
         # rounding does not pile up where the rotation has already done its work.
         tangent = sine / cosine
         new_diagonal = jnp.stack([app - tangent * apq, aqq + tangent * apq], -1)
         a = jnp.where(pair_block_off, 0, a)
         a = jnp.where(diagonal_mask, new_diagonal.reshape(diagonal.shape)[..., None], a)
-        vectors = _rotate_columns(vectors, cosine, sine)
+        vectors = _rotate_pairs(vectors, cosine, sine)
         return _next_round(_next_round(a, -1), -2), _next_round(vectors, -1)
 
     def one_sweep(state):
@@ -212,8 +232,7 @@ def singular_values(a, max_sweeps: int = 15):
 
     def one_round(_, state):
         a, worst = state
-        pairs = a.reshape(*a.shape[:-1], size // 2, 2)
-        p, q = pairs[..., 0], pairs[..., 1]
+        p, q = _split_pairs(a, -1)
         alpha = jnp.sum(p * p, axis=-2)
         beta = jnp.sum(q * q, axis=-2)
         gamma = jnp.sum(p * q, axis=-2)
@@ -222,7 +241,7 @@ def singular_values(a, max_sweeps: int = 15):
         norms = jnp.sqrt(alpha * beta)
         angle = jnp.abs(gamma) / jnp.where(norms > 0, norms, 1)
         worst = jnp.maximum(worst, jnp.max(angle))
-        return _next_round(_rotate_columns(a, cosine, sine), -1), worst
+        return _next_round(_rotate_pairs(a, cosine, sine), -1), worst
 
     def one_sweep(state):
         a, _ = state
