@@ -537,11 +537,9 @@ def summarize(results: list[dict]) -> dict:
 def run(config: ConfigDict, workdir: str | os.PathLike) -> dict:
     """Runs (or resumes) the whole grid of ``config`` in ``workdir``."""
     workdir = Path(workdir)
-    decomposition = config.analysis.cca_decomposition
-    if config.analysis.enabled and decomposition not in cca.DECOMPOSITIONS:
-        raise ValueError(
-            f"config.analysis.cca_decomposition = {decomposition!r}: expected one "
-            f"of {cca.DECOMPOSITIONS}"
+    if config.analysis.enabled:
+        cca.check_decomposition(
+            config.analysis.cca_decomposition, "config.analysis.cca_decomposition"
         )
     directory = ensure_inputs(config)
     primary = sharding.is_primary()  # every process trains; process 0 writes

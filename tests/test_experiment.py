@@ -76,7 +76,9 @@ def test_unknown_cca_decomposition_stops_before_any_compute(tmp_path, demo_sourc
     config = _config(tmp_path, demo_sources)
     config.analysis.enabled = True
     config.analysis.cca_decomposition = "qr"
-    with pytest.raises(ValueError, match="config.analysis.cca_decomposition = 'qr'"):
+    with pytest.raises(
+        ValueError, match="config.analysis.cca_decomposition='qr': expected"
+    ):
         experiment.run(config, tmp_path / "run")
     assert not (tmp_path / "run").exists()
     assert not (tmp_path / "raw").exists()

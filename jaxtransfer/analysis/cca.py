@@ -177,22 +177,21 @@ def _masked_correlation(sigma, keep, diag_scaled, epsilon):
 DECOMPOSITIONS = ("linalg", "jacobi")
 
 
-def _check_decomposition(decomposition: str) -> None:
+def check_decomposition(decomposition: str, what: str = "decomposition") -> None:
+    """Raises a ValueError naming ``what`` unless ``decomposition`` is known."""
     if decomposition not in DECOMPOSITIONS:
-        raise ValueError(
-            f"decomposition={decomposition!r}: expected one of {DECOMPOSITIONS}"
-        )
+        raise ValueError(f"{what}={decomposition!r}: expected one of {DECOMPOSITIONS}")
 
 
 def _eigh(matrix, decomposition):
-    _check_decomposition(decomposition)
+    check_decomposition(decomposition)
     if decomposition == "jacobi":
         return jacobi.eigh(matrix)
     return jnp.linalg.eigh(matrix)
 
 
 def _singular_values(matrix, decomposition):
-    _check_decomposition(decomposition)
+    check_decomposition(decomposition)
     if decomposition == "jacobi":
         return jacobi.singular_values(matrix)
     return jnp.linalg.svd(matrix, compute_uv=False)

@@ -151,7 +151,7 @@ def eigh(a, max_sweeps: int = 15):
 
     Args:
       a: symmetric matrices, shape (..., n, n); only their symmetric part is used.
-      max_sweeps: upper bound on the sweeps; float32 64x64 matrices take about 7-9.
+      max_sweeps: upper bound on the sweeps; float32 64x64 matrices took about 7.
 
     Returns:
       (eigenvalues (..., n) ascending, eigenvectors (..., n, n) as columns).
