@@ -344,10 +344,10 @@ def main():
     args = parser.parse_args()
     args.decompositions = args.decompositions.split(",")
     for decomposition in args.decompositions:
-        if decomposition not in cca.DECOMPOSITIONS:
-            parser.error(
-                f"--decompositions: {decomposition!r} not in {cca.DECOMPOSITIONS}"
-            )
+        try:
+            cca.check_decomposition(decomposition, "--decompositions")
+        except ValueError as error:
+            parser.error(str(error))
     _RUN.update(timing.reuse_freed_memory())
     args.points, args.num_ccas = 10_000, PAPER_NUM_CCAS
     args.full_width, args.full_width_count = 2048, 2

@@ -4,17 +4,17 @@ import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("KERAS_BACKEND", "jax")
-# The tests compile far more than they compute (tiny models, few steps): LLVM at -O0
-# compiles XLA:CPU programs faster (tests/test_fit.py 64 s -> 42 s). Numerics stay the
-# same (no fast-math at either level), and the heavy kernels (YNNPACK, Eigen) come
-# precompiled. Subprocesses that inherit the environment get it too.
-_FAST_COMPILE = "--xla_backend_optimization_level=0"
-if _FAST_COMPILE not in os.environ.get("XLA_FLAGS", "").split():
-    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_FAST_COMPILE}"
 
 import pytest  # noqa: E402
 
 import jaxtransfer  # noqa: E402, F401  (sets the XLA flag that avoids a CPU deadlock)
+from jaxtransfer import xla_flags  # noqa: E402
+
+# The tests compile far more than they compute (tiny models, few steps): LLVM at -O0
+# compiles XLA:CPU programs faster (tests/test_fit.py 64 s -> 42 s). Numerics stay the
+# same (no fast-math at either level), and the heavy kernels (YNNPACK, Eigen) come
+# precompiled. Set before any test starts jax; subprocesses inherit it.
+xla_flags.add("--xla_backend_optimization_level=0")
 
 
 @pytest.fixture(scope="session")

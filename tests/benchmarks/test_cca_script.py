@@ -62,4 +62,6 @@ def test_unknown_decomposition_is_refused():
         check=False,
     )
     assert result.returncode == 2
-    assert "--decompositions: 'qr' not in ('linalg', 'jacobi')" in result.stderr
+    assert (
+        "--decompositions='qr': expected one of ('linalg', 'jacobi')" in result.stderr
+    )
