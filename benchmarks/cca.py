@@ -8,7 +8,12 @@ Workloads:
 - `full_width`: a few CCAs of 2048 channels x 10000 datapoints (all of block4).
 - `paper_shared_sample` (with `--shared-sample`): one sample per (fold, layer,
   repetition) shared by the 8 networks of a target, so one (N, 8 x 64) Gram product
-  serves all 14 pairs. This is not the paper's sampling; it is reported as an option.
+  serves all 14 pairs and each network is whitened once: the analysis's own call
+  (`pairs.pairwise_mean_cca`, see `jaxtransfer/analysis/sampling.py` for how its
+  sampling relates to the paper's per-pair samples).
+- `full_depth_pairs`: the 14 pairs of 8 networks at one 1024-channel tap from
+  streamed sums (`pairs.mean_cca_from_sums`), each network whitened once, against
+  whitening both sides of every pair.
 
 `--decompositions linalg,jacobi` times the kernel (paper and shared-sample workloads)
 with each of `cca.DECOMPOSITIONS`: jnp.linalg's eigh/SVD (LAPACK, cuSOLVER) or the
@@ -37,7 +42,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import timing  # noqa: E402  (benchmarks/timing.py, beside this script)
 
-from jaxtransfer.analysis import cca  # noqa: E402
+from jaxtransfer.analysis import cca, pairs  # noqa: E402
 
 PAPER_NUM_CCAS = 14 * 5 * 5 * 5
 # The 14 pairs of one target (PROTOCOL.md section 7) over 8 networks: 0 ImageNet,
@@ -55,6 +60,18 @@ _RUN = {}  # what every record of this run shares (the allocator setting)
 
 def _emit(**record):
     print(json.dumps({**record, **_RUN}), flush=True)
+
+
+def _workload(name, count, points, channels, **extra):
+    """The keys every row of one workload shares."""
+    return dict(
+        workload=name,
+        count=count,
+        device=_device(),
+        points=points,
+        channels=channels,
+        **extra,
+    )
 
 
 def _device():
@@ -181,13 +198,7 @@ def bench_paper(args, rng, peak_gflops, bandwidth_gbs):
     bound_seconds = count * max(
         flops / (peak_gflops * 1e9), bytes_moved / (bandwidth_gbs * 1e9)
     )
-    common = dict(
-        workload="paper",
-        count=count,
-        device=_device(),
-        points=num_points,
-        channels=channels,
-    )
+    common = _workload("paper", count, num_points, channels)
     _emit(
         impl="numpy_float64_reference",
         seconds=reference_seconds,
@@ -241,45 +252,43 @@ def _impl(name, decomposition):
 
 
 def bench_shared_sample(args, rng, reference_per_cca, decomposition):
-    """One (N, 8 x 64) Gram per (fold, layer, repetition) serving all 14 pairs."""
+    """The analysis's own call (`pairs.pairwise_mean_cca`): one (N, 8 x 64) Gram per
+    (fold, layer, repetition) serving all 14 pairs, each network whitened once."""
     num_points, channels = args.points, 64
     groups_total = math.ceil(args.num_ccas / len(PAPER_PAIRS))
     chunk = max(1, min(groups_total, args.chunk // len(PAPER_PAIRS)))
     latent = rng.standard_normal((chunk, num_points, 8), np.float32)
     nets = _relu_activations(rng, (chunk,), num_points, NUM_NETWORKS * channels, latent)
     nets = jnp.asarray(nets)  # (groups, N, 8 * 64)
-    first = np.array([p[0] for p in PAPER_PAIRS])
-    second = np.array([p[1] for p in PAPER_PAIRS])
-
-    @jax.jit
-    def shared(nets):
-        sigma = cca.covariance(nets)  # (groups, 512, 512)
-        blocks = sigma.reshape(chunk, NUM_NETWORKS, channels, NUM_NETWORKS, channels)
-        blocks = blocks.transpose(0, 1, 3, 2, 4)  # (groups, 8, 8, 64, 64)
-        return cca.mean_cca_from_covariance(
-            blocks[:, first, first],
-            blocks[:, first, second],
-            blocks[:, second, second],
-            decomposition=decomposition,
-        )  # (groups, 14)
+    # (groups, nets, N, 64): the layout jaxtransfer.analysis.pairs samples into.
+    nets = nets.reshape(chunk, num_points, NUM_NETWORKS, channels).transpose(0, 2, 1, 3)
+    first = jnp.array([p[0] for p in PAPER_PAIRS])
+    second = jnp.array([p[1] for p in PAPER_PAIRS])
+    shared = functools.partial(
+        pairs.pairwise_mean_cca,
+        first=first,
+        second=second,
+        epsilon=1e-12,
+        decomposition=decomposition,
+    )  # (groups, 14)
 
     num_calls = math.ceil(groups_total / chunk)
     seconds = _time(
         lambda: [shared(nets) for _ in range(num_calls)], repeats=args.repeats
     )
     count = num_calls * chunk * len(PAPER_PAIRS)
+    values = np.asarray(shared(nets))[0]  # the first group's 14 pairs
+    host = np.asarray(nets[0])
+    reference = [cca.mean_cca_reference_numpy(host[a], host[b]) for a, b in PAPER_PAIRS]
     _emit(
         impl=_impl("jax_mean_cca_float32_shared_sample", decomposition),
         decomposition=decomposition,
-        workload="paper_shared_sample",
-        count=count,
         seconds=seconds,
         per_cca_ms=seconds / count * 1e3,
         speedup=reference_per_cca * count / seconds,
         speedup_note="against the per-pair float64 reference of the paper workload",
-        device=_device(),
-        points=num_points,
-        channels=channels,
+        max_abs_error_vs_reference=float(np.max(np.abs(values - reference))),
+        **_workload("paper_shared_sample", count, num_points, channels),
     )
 
 
@@ -294,13 +303,7 @@ def bench_full_width(args, rng):
     reference = cca.mean_cca_reference_numpy(x_host[0], y_host[0])
     reference_seconds = (time.perf_counter() - start) * count
     error = abs(float(kernel(x, y)[0]) - reference)
-    common = dict(
-        workload="full_width",
-        count=count,
-        device=_device(),
-        points=num_points,
-        channels=channels,
-    )
+    common = _workload("full_width", count, num_points, channels)
     _emit(
         impl="numpy_float64_reference",
         seconds=reference_seconds,
@@ -315,6 +318,62 @@ def bench_full_width(args, rng):
         speedup=reference_seconds / seconds,
         max_abs_error_vs_reference=error,
         decomposition="linalg",
+        **common,
+    )
+
+
+def bench_full_depth_pairs(args, rng):
+    """The full-depth analysis's decompositions: 14 pairs of 8 networks at one tap.
+
+    From streamed sums (`pairs.mean_cca_from_sums`, each network whitened once and
+    shared by its pairs) against whitening both sides of every pair
+    (`cca.mean_cca_from_covariance` on the same covariances), same run.
+    """
+    channels, num_points = args.full_depth_width, 3 * args.full_depth_width
+    latent = rng.standard_normal((1, num_points, channels), np.float32)
+    acts = np.maximum(
+        rng.standard_normal((NUM_NETWORKS, num_points, channels), np.float32) + latent,
+        0,
+    )
+    first = jnp.array([p[0] for p in PAPER_PAIRS])
+    second = jnp.array([p[1] for p in PAPER_PAIRS])
+    acc = dict(
+        shift=jnp.zeros((NUM_NETWORKS, channels)),
+        count=jnp.zeros(()),
+        total=jnp.zeros((NUM_NETWORKS, channels)),
+        gram=jnp.zeros((NUM_NETWORKS, channels, channels)),
+        cross=jnp.zeros((len(PAPER_PAIRS), channels, channels)),
+    )
+    acc = pairs._accumulate(acc, jnp.asarray(acts), jnp.ones(num_points), first, second)
+
+    @jax.jit
+    def per_pair_whitening(acc):
+        sigma_self, sigma_xy = pairs._covariances_from_sums(acc, first, second)
+        return cca.mean_cca_from_covariance(
+            sigma_self[first], sigma_xy, sigma_self[second], 1e-12
+        )
+
+    shared = functools.partial(pairs.mean_cca_from_sums, epsilon=1e-12)
+    count = len(PAPER_PAIRS)
+    common = _workload(
+        "full_depth_pairs", count, num_points, channels, networks=NUM_NETWORKS
+    )
+    seconds = _time(per_pair_whitening, acc)
+    _emit(
+        impl="jax_whiten_every_pair_side",
+        seconds=seconds,
+        per_cca_ms=seconds / count * 1e3,
+        **common,
+    )
+    shared_seconds = _time(lambda acc: shared(acc, first, second), acc)
+    values = shared(acc, first, second)
+    _emit(
+        impl="jax_whiten_each_network_once",
+        seconds=shared_seconds,
+        per_cca_ms=shared_seconds / count * 1e3,
+        speedup=seconds / shared_seconds,
+        speedup_note="against whitening every pair side",
+        max_abs_difference=float(jnp.max(jnp.abs(values - per_pair_whitening(acc)))),
         **common,
     )
 
@@ -351,12 +410,14 @@ def main():
     _RUN.update(timing.reuse_freed_memory())
     args.points, args.num_ccas = 10_000, PAPER_NUM_CCAS
     args.full_width, args.full_width_count = 2048, 2
+    args.full_depth_width = 1024
     args.peak_size = 4096
     if args.quick:
         args.peak_size = 1024
         args.points, args.num_ccas, args.chunk = 1000, 20, 10
         args.reference_count, args.repeats = 5, 1
         args.full_width, args.full_width_count = 256, 2
+        args.full_depth_width = 64
     rng = np.random.default_rng(args.seed)
     peak_gflops = _matmul_peak_gflops(args.peak_size)
     bandwidth_gbs = _copy_bandwidth_gbs()
@@ -365,6 +426,7 @@ def main():
         for decomposition in args.decompositions:
             bench_shared_sample(args, rng, reference_per_cca, decomposition)
     bench_full_width(args, rng)
+    bench_full_depth_pairs(args, rng)
 
 
 if __name__ == "__main__":

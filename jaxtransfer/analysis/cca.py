@@ -41,6 +41,8 @@ forms), the study's measure; SVCCA and PWCCA always use `jnp.linalg`.
 here as the oracle for the tests and the benchmark baseline.
 """
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -219,39 +221,62 @@ def _inverse_sqrt(matrix, decomposition="linalg"):
     return _matmul(eigenvectors * inv_sqrt[..., None, :], _transpose(eigenvectors))
 
 
-def _whitened_cross_covariance(
-    sigma_xx, sigma_xy, sigma_yy, epsilon, decomposition="linalg"
-):
-    """The matrix whose singular values are the canonical correlations.
+class Whitening(NamedTuple):
+    """One side of a CCA: svcca's drop rule and the whitening of the kept channels.
 
-    Returns a dict with `cross` (..., D1, D2) = invsqrt(Kxx) Kxy invsqrt(Kyy) in
-    correlation scaling, the masks `keep_x`/`keep_y`, the number of coefficients
-    `count` (...,) = min(kx, ky), and the pieces PWCCA needs.
+    It depends on that side's covariance alone, so pairs that share a network (one
+    sample serving every pair, `jaxtransfer.analysis.pairs`) can share its
+    decomposition.
+
+    Attributes:
+      keep: (..., D) bool, the channels svcca keeps.
+      corr: (..., D, D) masked correlation matrix (dropped channels: identity).
+      inv_sqrt_diag: (..., D) inverse standard deviation of each kept channel.
+      whiten: (..., D, D) inverse square root of ``corr``.
     """
-    keep_x, diag_x = _kept_channels(sigma_xx, epsilon)
-    keep_y, diag_y = _kept_channels(sigma_yy, epsilon)
-    corr_xx, inv_sqrt_diag_x = _masked_correlation(sigma_xx, keep_x, diag_x, epsilon)
-    corr_yy, inv_sqrt_diag_y = _masked_correlation(sigma_yy, keep_y, diag_y, epsilon)
-    both_kept = keep_x[..., :, None] & keep_y[..., None, :]
-    corr_xy = sigma_xy * inv_sqrt_diag_x[..., :, None] * inv_sqrt_diag_y[..., None, :]
-    corr_xy = jnp.where(both_kept, corr_xy, 0)  # (..., D1, D2)
-    if corr_xx.shape == corr_yy.shape:  # one batched decomposition for both sides
-        whiten_x, whiten_y = _inverse_sqrt(jnp.stack([corr_xx, corr_yy]), decomposition)
-    else:
-        whiten_x = _inverse_sqrt(corr_xx, decomposition)
-        whiten_y = _inverse_sqrt(corr_yy, decomposition)
-    cross = _matmul(_matmul(whiten_x, corr_xy), whiten_y)
-    count = jnp.minimum(jnp.sum(keep_x, axis=-1), jnp.sum(keep_y, axis=-1))
-    return dict(
-        cross=cross,
-        count=count,
-        keep_x=keep_x,
-        keep_y=keep_y,
-        corr_xx=corr_xx,
-        corr_yy=corr_yy,
-        whiten_x=whiten_x,
-        whiten_y=whiten_y,
+
+    keep: jax.Array
+    corr: jax.Array
+    inv_sqrt_diag: jax.Array
+    whiten: jax.Array
+
+
+def whitening(sigma, epsilon=1e-12, decomposition="linalg") -> Whitening:
+    """The `Whitening` of every covariance matrix in `sigma` (..., D, D)."""
+    keep, diag_scaled = _kept_channels(sigma, epsilon)
+    corr, inv_sqrt_diag = _masked_correlation(sigma, keep, diag_scaled, epsilon)
+    return Whitening(keep, corr, inv_sqrt_diag, _inverse_sqrt(corr, decomposition))
+
+
+def _whitenings(sigma_xx, sigma_yy, epsilon, decomposition):
+    """Both sides' `Whitening`, in one batched decomposition when widths match."""
+    if sigma_xx.shape != sigma_yy.shape:
+        return (
+            whitening(sigma_xx, epsilon, decomposition),
+            whitening(sigma_yy, epsilon, decomposition),
+        )
+    both = whitening(jnp.stack([sigma_xx, sigma_yy]), epsilon, decomposition)
+    return jax.tree.map(lambda v: v[0], both), jax.tree.map(lambda v: v[1], both)
+
+
+def _whitened_cross_correlation(side_x, sigma_xy, side_y):
+    """invsqrt(Kxx) Kxy invsqrt(Kyy) in correlation scaling, (..., D1, D2).
+
+    Its singular values are the canonical correlations.
+    """
+    both_kept = side_x.keep[..., :, None] & side_y.keep[..., None, :]
+    corr_xy = (
+        sigma_xy
+        * side_x.inv_sqrt_diag[..., :, None]
+        * side_y.inv_sqrt_diag[..., None, :]
     )
+    corr_xy = jnp.where(both_kept, corr_xy, 0)
+    return _matmul(_matmul(side_x.whiten, corr_xy), side_y.whiten)
+
+
+def _coefficient_count(side_x, side_y):
+    """Number of canonical correlations svcca reports, min(kx, ky): (...,)."""
+    return jnp.minimum(jnp.sum(side_x.keep, axis=-1), jnp.sum(side_y.keep, axis=-1))
 
 
 def _mean_of_leading(values, count):
@@ -296,13 +321,18 @@ def canonical_correlations_from_covariance(
     Returns:
       (coefficients, count) as in `canonical_correlations`.
     """
-    parts = _whitened_cross_covariance(
-        sigma_xx, sigma_xy, sigma_yy, epsilon, decomposition
-    )
-    singular_values = _singular_values(parts["cross"], decomposition)
+    side_x, side_y = _whitenings(sigma_xx, sigma_yy, epsilon, decomposition)
+    return _coefficients(side_x, sigma_xy, side_y, decomposition)
+
+
+def _coefficients(side_x, sigma_xy, side_y, decomposition):
+    """(coefficients, count) of `canonical_correlations` from the two sides."""
+    cross = _whitened_cross_correlation(side_x, sigma_xy, side_y)
+    count = _coefficient_count(side_x, side_y)
+    singular_values = _singular_values(cross, decomposition)
     index = jnp.arange(singular_values.shape[-1])
-    coefficients = jnp.where(index < parts["count"][..., None], singular_values, 0)
-    return coefficients, parts["count"]
+    coefficients = jnp.where(index < count[..., None], singular_values, 0)
+    return coefficients, count
 
 
 def mean_cca_from_covariance(
@@ -324,6 +354,24 @@ def mean_cca_from_covariance(
         sigma_xx, sigma_xy, sigma_yy, epsilon, decomposition
     )
     return _mean_of_leading(coefficients, count)
+
+
+def mean_cca_from_whitening(side_x, sigma_xy, side_y, decomposition="linalg"):
+    """`mean_cca` from each side's `whitening` and the cross-covariance.
+
+    Many pairs on shared samples decompose each network's covariance once
+    (`whitening`) and pass it to every pair it belongs to.
+
+    Args:
+      side_x: `Whitening` of x, fields (..., D1) and (..., D1, D1).
+      sigma_xy: (..., D1, D2) cross-covariance.
+      side_y: `Whitening` of y, fields (..., D2) and (..., D2, D2).
+      decomposition: "linalg" or "jacobi", for the singular values.
+
+    Returns:
+      The mean canonical correlation, shape (...).
+    """
+    return _mean_of_leading(*_coefficients(side_x, sigma_xy, side_y, decomposition))
 
 
 def mean_cca(x, y, epsilon=1e-12, decomposition="linalg"):
@@ -453,36 +501,24 @@ def pwcca(x, y, epsilon=1e-12):
       The PWCCA similarity, shape (...); 0 when a side has no kept channel.
     """
     sigma_xx, sigma_xy, sigma_yy = joint_covariance(x, y)
-    parts = _whitened_cross_covariance(sigma_xx, sigma_xy, sigma_yy, epsilon)
-    cross = parts["cross"]
-    count = parts["count"]
+    side_x, side_y = _whitenings(sigma_xx, sigma_yy, epsilon, "linalg")
+    cross = _whitened_cross_correlation(side_x, sigma_xy, side_y)
+    count = _coefficient_count(side_x, side_y)
     correlations = jnp.linalg.svd(cross, compute_uv=False)  # (..., min(D1, D2))
 
     def descending_eigenvectors(matrix):
         return jnp.linalg.eigh(matrix)[1][..., ::-1]
 
-    def side_weights(sigma, keep, whiten, corr, outer):
-        sqrt_diag = jnp.where(keep, jnp.sqrt(jnp.abs(_diagonal(sigma))), 0)
+    def side_weights(sigma, side, outer):
+        sqrt_diag = jnp.where(side.keep, jnp.sqrt(jnp.abs(_diagonal(sigma))), 0)
         return _projection_weights(
-            whiten, corr, sqrt_diag, descending_eigenvectors(outer), count
+            side.whiten, side.corr, sqrt_diag, descending_eigenvectors(outer), count
         )
 
-    weights_x = side_weights(
-        sigma_xx,
-        parts["keep_x"],
-        parts["whiten_x"],
-        parts["corr_xx"],
-        _matmul(cross, _transpose(cross)),
-    )
-    weights_y = side_weights(
-        sigma_yy,
-        parts["keep_y"],
-        parts["whiten_y"],
-        parts["corr_yy"],
-        _matmul(_transpose(cross), cross),
-    )
+    weights_x = side_weights(sigma_xx, side_x, _matmul(cross, _transpose(cross)))
+    weights_y = side_weights(sigma_yy, side_y, _matmul(_transpose(cross), cross))
     num_coefficients = correlations.shape[-1]
-    use_x = jnp.sum(parts["keep_x"], -1) <= jnp.sum(parts["keep_y"], -1)
+    use_x = jnp.sum(side_x.keep, -1) <= jnp.sum(side_y.keep, -1)
     weights = jnp.where(
         use_x[..., None],
         weights_x[..., :num_coefficients],

@@ -9,9 +9,10 @@ Two computations:
 
 - ``paper_cca``: the paper's sampled mean CCA. Every network's sampled activations
   (`sampling.sample_activations`) are stacked per tap as (repetitions, networks, N, d);
-  one jitted call per tap computes one covariance of all networks' channels and
-  evaluates every pair and repetition from its blocks (`cca.mean_cca_from_covariance`),
-  i.e. all (pairs x repetitions) of a tap at once (N and d differ between taps).
+  one jitted call per tap computes one covariance of all networks' channels,
+  whitens each network once (`cca.whitening`) and evaluates every pair and
+  repetition from the blocks (`cca.mean_cca_from_whitening`), i.e. all (pairs x
+  repetitions) of a tap at once (N and d differ between taps).
 - ``full_depth_cca`` (beyond the paper): conv1 and every block output, all channels,
   all stimuli; sums and Gram matrices are accumulated over image batches, so memory
   does not grow with the number of datapoints.
@@ -94,20 +95,25 @@ def pair_indices(
     return first, second
 
 
-def _pair_blocks(sigma, first, second):
-    """Covariance blocks of each pair from an all-networks covariance.
+def _pairs_mean_cca(sigma_self, sigma_cross, first, second, epsilon, decomposition):
+    """Mean CCA of every pair, each network's covariance decomposed once.
 
     Args:
-      sigma: (..., nets, nets, d, d) covariance blocks between networks.
+      sigma_self: (..., nets, d, d) covariance of each network.
+      sigma_cross: (..., P, d, d) cross-covariance of each pair.
       first, second: (P,) network index of each pair's two sides.
 
     Returns:
-      (sigma_xx, sigma_xy, sigma_yy), each (..., P, d, d).
+      (..., P) mean canonical correlations.
     """
-    return (
-        sigma[..., first, first, :, :],
-        sigma[..., first, second, :, :],
-        sigma[..., second, second, :, :],
+    sides = cca.whitening(sigma_self, epsilon, decomposition)  # fields (..., nets, ...)
+    axis = sigma_self.ndim - 3  # the network axis
+
+    def side(index):
+        return jax.tree.map(lambda v: jnp.take(v, index, axis=axis), sides)
+
+    return cca.mean_cca_from_whitening(
+        side(first), sigma_cross, side(second), decomposition
     )
 
 
@@ -132,8 +138,14 @@ def pairwise_mean_cca(
     stacked = jnp.moveaxis(acts, 1, 2).reshape(reps, n, nets * d)  # (reps, N, nets d)
     sigma = cca.covariance(stacked).reshape(reps, nets, d, nets, d)
     sigma = jnp.moveaxis(sigma, 3, 2)  # (reps, nets, nets, d, d)
-    return cca.mean_cca_from_covariance(
-        *_pair_blocks(sigma, first, second), epsilon, decomposition
+    index = jnp.arange(nets)
+    return _pairs_mean_cca(
+        sigma[:, index, index],
+        sigma[:, first, second],
+        first,
+        second,
+        epsilon,
+        decomposition,
     )
 
 
@@ -255,14 +267,15 @@ def _accumulate(acc, acts, mask, first, second):
 
 
 def _covariances_from_sums(acc, first, second):
-    """(sigma_xx, sigma_xy, sigma_yy) per pair from the accumulated sums (ddof 1)."""
+    """Covariances from the accumulated sums (ddof 1): per network (nets, C, C) and
+    per pair (P, C, C)."""
     n = acc["count"]
     mean = acc["total"] / n  # (nets, C), of the shifted data
     outer_self = mean[:, :, None] * mean[:, None, :]
     sigma_self = (acc["gram"] - n * outer_self) / (n - 1)  # (nets, C, C)
     outer_cross = mean[first][:, :, None] * mean[second][:, None, :]
     sigma_xy = (acc["cross"] - n * outer_cross) / (n - 1)  # (P, C, C)
-    return sigma_self[first], sigma_xy, sigma_self[second]
+    return sigma_self, sigma_xy
 
 
 @functools.partial(jax.jit, static_argnames=("epsilon", "decomposition"))
@@ -270,8 +283,12 @@ def mean_cca_from_sums(
     acc, first, second, epsilon=sampling.PAPER_EPSILON, decomposition="linalg"
 ):
     """Mean CCA of every pair from streamed sums: (P,)."""
-    return cca.mean_cca_from_covariance(
-        *_covariances_from_sums(acc, first, second), epsilon, decomposition
+    return _pairs_mean_cca(
+        *_covariances_from_sums(acc, first, second),
+        first,
+        second,
+        epsilon,
+        decomposition,
     )
 
 
@@ -306,10 +323,10 @@ def full_depth_cca(
 
     For every tap, the per-network sums and Gram matrices and the per-pair cross
     Gram matrices of the data (shifted by the first batch's mean, which keeps the
-    float32 sums accurate) are accumulated over image batches; the covariances then
-    go to `cca.mean_cca_from_covariance`. Taps are processed in groups whose
-    accumulators fit ``memory_budget_bytes``; each group takes one pass over the
-    stimuli, with all networks loaded at once.
+    float32 sums accurate) are accumulated over image batches; each network's
+    covariance is then whitened once and shared by its pairs (as in `paper_cca`).
+    Taps are processed in groups whose accumulators fit ``memory_budget_bytes``;
+    each group takes one pass over the stimuli, with all networks loaded at once.
 
     Args:
       networks: every network named in ``pairs``.
