@@ -18,6 +18,11 @@ Workloads:
 `--decompositions linalg,jacobi` times the kernel (paper and shared-sample workloads)
 with each of `cca.DECOMPOSITIONS`: jnp.linalg's eigh/SVD (LAPACK, cuSOLVER) or the
 batched Jacobi methods; rows of a non-default method carry its name in `impl`.
+`--gram-precisions highest,bf16_3x,bf16_6x,tf32_3x` also times the paper workload with
+the covariance's Gram product in XLA's multi-pass tensor-core algorithms
+(`cca.covariance(precision=...)`), with each decomposition, and reports the error
+against the float64 reference (rows `..._gram_<name>`). For GPUs: XLA:CPU computes the
+bf16 presets in float32 and has no tf32.
 
 Every measurement is one JSON object per line with keys impl, workload, count,
 seconds, per_cca_ms, device, decomposition, and speedup where it applies. Run:
@@ -106,6 +111,11 @@ def _time(fn, *args, repeats=1):
         jax.block_until_ready(fn(*args))
         best = min(best, time.perf_counter() - start)
     return best
+
+
+def _time_calls(fn, fn_args, num_calls, repeats):
+    """Best wall time of `num_calls` calls of `fn(*fn_args)` (see `_time`)."""
+    return _time(lambda: [fn(*fn_args) for _ in range(num_calls)], repeats=repeats)
 
 
 def _matmul_peak_gflops(size=4096):
@@ -322,6 +332,74 @@ def bench_full_width(args, rng):
     )
 
 
+# Gram-product precisions (`cca.covariance(precision=...)`) the benchmark can time.
+GRAM_PRECISIONS = {
+    "highest": jax.lax.Precision.HIGHEST,
+    "bf16_6x": jax.lax.DotAlgorithmPreset.BF16_BF16_F32_X6,
+    "bf16_3x": jax.lax.DotAlgorithmPreset.BF16_BF16_F32_X3,
+    "tf32_3x": jax.lax.DotAlgorithmPreset.TF32_TF32_F32_X3,
+}
+_CPU_NOTE = "XLA:CPU computes the bf16 presets in float32: same numbers as highest"
+
+
+def bench_gram_precisions(args, rng, reference_per_cca):
+    """The paper workload with faster Gram-product algorithms (GPU tensor cores).
+
+    The kernel is `mean_cca_from_covariance` on `joint_covariance(x, y, precision)`,
+    i.e. `mean_cca` with only the Gram product's precision changed; the error is
+    measured against the float64 reference on the first pairs.
+    """
+    num_points, channels, total = args.points, 64, args.num_ccas
+    chunk = min(args.chunk, total)
+    x_host, y_host = _pairs(rng, chunk, num_points, channels)
+    x, y = jnp.asarray(x_host), jnp.asarray(y_host)
+    subset = min(args.reference_count, chunk)
+    reference = np.array(
+        [cca.mean_cca_reference_numpy(x_host[i], y_host[i]) for i in range(subset)]
+    )
+    num_calls = math.ceil(total / chunk)
+    count = num_calls * chunk
+    common = _workload("paper", count, num_points, channels, chunk=chunk)
+    if jax.default_backend() == "cpu":
+        common["note"] = _CPU_NOTE
+    for name in args.gram_precisions:
+        if name == "highest":
+            continue  # the paper workload's own rows
+        precision = GRAM_PRECISIONS[name]
+        covariance = jax.jit(
+            functools.partial(cca.joint_covariance, precision=precision)
+        )
+        seconds = _time_calls(covariance, (x, y), num_calls, args.repeats)
+        _emit(
+            impl=f"jax_joint_covariance_only_gram_{name}",
+            seconds=seconds,
+            per_cca_ms=seconds / count * 1e3,
+            gram_precision=name,
+            **common,
+        )
+        for decomposition in args.decompositions:
+
+            @jax.jit
+            def kernel(x, y, precision=precision, decomposition=decomposition):
+                return cca.mean_cca_from_covariance(
+                    *cca.joint_covariance(x, y, precision),
+                    decomposition=decomposition,
+                )
+
+            seconds = _time_calls(kernel, (x, y), num_calls, args.repeats)
+            values = np.asarray(kernel(x, y))[:subset]
+            _emit(
+                impl=_impl(f"jax_mean_cca_float32_gram_{name}", decomposition),
+                seconds=seconds,
+                per_cca_ms=seconds / count * 1e3,
+                speedup=reference_per_cca * count / seconds,
+                max_abs_error_vs_reference=float(np.max(np.abs(values - reference))),
+                gram_precision=name,
+                decomposition=decomposition,
+                **common,
+            )
+
+
 def bench_full_depth_pairs(args, rng):
     """The full-depth analysis's decompositions: 14 pairs of 8 networks at one tap.
 
@@ -399,6 +477,12 @@ def main():
         help="comma-separated cca.DECOMPOSITIONS for the paper and shared-sample "
         "workloads (full width always uses linalg)",
     )
+    parser.add_argument(
+        "--gram-precisions",
+        default="highest",
+        help="comma-separated Gram-product precisions for the paper workload, of "
+        f"{tuple(GRAM_PRECISIONS)}; the bf16/tf32 presets are for GPUs",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     args.decompositions = args.decompositions.split(",")
@@ -407,6 +491,14 @@ def main():
             cca.check_decomposition(decomposition, "--decompositions")
         except ValueError as error:
             parser.error(str(error))
+    args.gram_precisions = args.gram_precisions.split(",")
+    for name in args.gram_precisions:
+        if name not in GRAM_PRECISIONS:
+            parser.error(
+                f"--gram-precisions={name!r}: expected one of {tuple(GRAM_PRECISIONS)}"
+            )
+        if name.startswith("tf32") and jax.default_backend() == "cpu":
+            parser.error(f"--gram-precisions={name!r}: XLA:CPU has no tf32 products")
     _RUN.update(timing.reuse_freed_memory())
     args.points, args.num_ccas = 10_000, PAPER_NUM_CCAS
     args.full_width, args.full_width_count = 2048, 2
@@ -422,6 +514,7 @@ def main():
     peak_gflops = _matmul_peak_gflops(args.peak_size)
     bandwidth_gbs = _copy_bandwidth_gbs()
     reference_per_cca = bench_paper(args, rng, peak_gflops, bandwidth_gbs)
+    bench_gram_precisions(args, rng, reference_per_cca)
     if args.shared_sample:
         for decomposition in args.decompositions:
             bench_shared_sample(args, rng, reference_per_cca, decomposition)

@@ -57,11 +57,15 @@ run train_bf16_112 200 python3 $tt --sizes 112 --batch 128 --dtypes bfloat16 \
   --members 5 --iters 10 --impls jaxtransfer,torch_eager --output /tmp/tt1.json
 run cca 120 python3 benchmarks/cca.py --shared-sample --chunk 350 \
   --reference-count 20 --repeats 3
-# The CCA kernel with batched Jacobi decompositions beside jnp.linalg's (cuSOLVER
-# decomposes 64x64 matrices one at a time). Larger calls than the cca step: a
-# Jacobi round should cost about the same for any batch on a GPU (not yet measured).
-run cca_jacobi 150 python3 benchmarks/cca.py --chunk 875 --reference-count 20 \
-  --repeats 3 --decompositions linalg,jacobi
+# The CCA kernel's GPU options, each with its error against the float64 reference:
+# batched Jacobi decompositions beside jnp.linalg's (cuSOLVER decomposes 64x64
+# matrices one at a time), and the Gram product in XLA's multi-pass bf16/tf32
+# tensor-core algorithms (the HIGHEST-precision products alone took 21 ms of the
+# 19.8 ms that 1000x allows). Larger calls than the cca step: a Jacobi round should
+# cost about the same for any batch on a GPU (not yet measured).
+run cca_jacobi 200 python3 benchmarks/cca.py --chunk 875 --reference-count 20 \
+  --repeats 3 --decompositions linalg,jacobi --shared-sample \
+  --gram-precisions highest,bf16_3x,bf16_6x,tf32_3x
 run memory_25 120 python3 $tt --memory-only --sizes 112 --batch 128 \
   --dtypes bfloat16 --members 25 --output /tmp/tt2.json
 # --remat adds XLA_FLAGS=--xla_gpu_enable_triton_gemm=false (jaxtransfer/xla_flags.py).

@@ -98,11 +98,15 @@ def _centre(z):
     return z - jnp.mean(z, axis=-2, keepdims=True)
 
 
-def covariance(z):
+def covariance(z, precision=_HIGHEST):
     """Sample covariance of the channels of `z`, like `np.cov(z.T)` (ddof=1).
 
     Args:
       z: activations, shape (..., N, D).
+      precision: of the Gram product, a `jax.lax.Precision` or
+        `jax.lax.DotAlgorithmPreset`. Full float32 (HIGHEST) by default; on GPUs the
+        multi-pass bf16/tf32 presets run on tensor cores (`benchmarks/cca.py
+        --gram-precisions` measures their speed and accuracy).
 
     Returns:
       The covariance matrices, shape (..., D, D).
@@ -114,11 +118,11 @@ def covariance(z):
     # Gram kernel (measured 3-4x slower on CPU); materialising the centred data first
     # keeps the fast path.
     centred = jax.lax.optimization_barrier(centred)
-    gram = jnp.einsum("...nd,...ne->...de", centred, centred, precision=_HIGHEST)
+    gram = jnp.einsum("...nd,...ne->...de", centred, centred, precision=precision)
     return gram / (n - 1)
 
 
-def joint_covariance(x, y):
+def joint_covariance(x, y, precision=_HIGHEST):
     """Covariance blocks of x and y from one (N, D1 + D2) Gram product.
 
     One product over the stacked channels runs much faster than three separate ones
@@ -127,6 +131,7 @@ def joint_covariance(x, y):
     Args:
       x: activations, shape (..., N, D1).
       y: activations, shape (..., N, D2).
+      precision: of the Gram product, as in `covariance`.
 
     Returns:
       (sigma_xx, sigma_xy, sigma_yy) with shapes (..., D1, D1), (..., D1, D2) and
@@ -135,7 +140,7 @@ def joint_covariance(x, y):
     dtype = _float_dtype(x, y)
     num_x = x.shape[-1]
     stacked = jnp.concatenate([x.astype(dtype), y.astype(dtype)], axis=-1)
-    sigma = covariance(stacked)  # (..., D1 + D2, D1 + D2)
+    sigma = covariance(stacked, precision)  # (..., D1 + D2, D1 + D2)
     return (
         sigma[..., :num_x, :num_x],
         sigma[..., :num_x, num_x:],

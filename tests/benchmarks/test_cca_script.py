@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -21,6 +23,8 @@ def test_quick_run_reports_every_kernel_with_its_accuracy():
             "--shared-sample",
             "--decompositions",
             "linalg,jacobi",
+            "--gram-precisions",
+            "highest,bf16_3x",
         ],
         cwd=ROOT,
         env={**os.environ, "JAX_PLATFORMS": "cpu"},
@@ -42,6 +46,9 @@ def test_quick_run_reports_every_kernel_with_its_accuracy():
         ("paper", "jax_decompositions_only"),
         ("paper", "jax_decompositions_only_jacobi"),
         ("paper", "jax_joint_covariance_only"),
+        ("paper", "jax_joint_covariance_only_gram_bf16_3x"),
+        ("paper", "jax_mean_cca_float32_gram_bf16_3x"),
+        ("paper", "jax_mean_cca_float32_gram_bf16_3x_jacobi"),
         ("paper_shared_sample", "jax_mean_cca_float32_shared_sample"),
         ("paper_shared_sample", "jax_mean_cca_float32_shared_sample_jacobi"),
         ("full_width", "numpy_float64_reference"),
@@ -56,16 +63,33 @@ def test_quick_run_reports_every_kernel_with_its_accuracy():
             assert row["max_abs_difference"] < 1e-5, row
 
 
-def test_unknown_decomposition_is_refused():
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        (
+            ["--decompositions", "qr"],
+            "--decompositions='qr': expected one of ('linalg', 'jacobi')",
+        ),
+        (
+            ["--gram-precisions", "fp8"],
+            "--gram-precisions='fp8': expected one of ('highest', 'bf16_6x', "
+            "'bf16_3x', 'tf32_3x')",
+        ),
+        (
+            ["--gram-precisions", "tf32_3x"],
+            "--gram-precisions='tf32_3x': XLA:CPU has no tf32 products",
+        ),
+    ],
+)
+def test_unknown_options_are_refused(option, message):
     result = subprocess.run(
-        [sys.executable, "benchmarks/cca.py", "--quick", "--decompositions", "qr"],
+        [sys.executable, "benchmarks/cca.py", "--quick", *option],
         cwd=ROOT,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
     assert result.returncode == 2
-    assert (
-        "--decompositions='qr': expected one of ('linalg', 'jacobi')" in result.stderr
-    )
+    assert message in result.stderr
