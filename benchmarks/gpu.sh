@@ -63,8 +63,8 @@ run cca 120 python3 benchmarks/cca.py --shared-sample --chunk 350 \
 # tensor-core algorithms (the HIGHEST-precision products alone took 21 ms of the
 # 19.8 ms that 1000x allows). Larger calls than the cca step: a Jacobi round should
 # cost about the same for any batch on a GPU (not yet measured).
-run cca_jacobi 200 python3 benchmarks/cca.py --chunk 875 --reference-count 20 \
-  --repeats 3 --decompositions linalg,jacobi --shared-sample \
+run cca_jacobi 240 python3 benchmarks/cca.py --chunk 875 --reference-count 20 \
+  --repeats 2 --decompositions linalg,jacobi --shared-sample \
   --gram-precisions highest,bf16_3x,bf16_6x,tf32_3x
 run memory_25 120 python3 $tt --memory-only --sizes 112 --batch 128 \
   --dtypes bfloat16 --members 25 --output /tmp/tt2.json
