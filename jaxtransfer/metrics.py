@@ -37,6 +37,11 @@ def sigmoid_bce_on_softmax_logits(logits: jax.Array, onehot: jax.Array) -> jax.A
 
 def sigmoid_bce(logits: jax.Array, onehot: jax.Array) -> jax.Array:
     """BCE of a 1-unit sigmoid head (v1 binary); ``onehot`` is (N, 2), class 1 = 1."""
+    if onehot.shape[-1] != 2:  # indexing would clamp silently to the wrong column
+        raise ValueError(
+            f"sigmoid_bce: one-hot labels of shape {onehot.shape}, expected (..., 2): "
+            "the 1-unit head scores class 1 of a binary target"
+        )
     return optax.sigmoid_binary_cross_entropy(logits[..., 0], onehot[..., 1])
 
 

@@ -98,7 +98,9 @@ def _gather(
     if augment is not None:
         batch = augment_lib.augment(rng, batch, augment)
     batch = preprocess.get(preprocessing)(batch)
-    return batch, jax.nn.one_hot(labels[indices], num_classes)
+    # A 1-unit sigmoid head (v1 binary) still has two classes; its loss reads the
+    # class-1 column of the one-hot labels.
+    return batch, jax.nn.one_hot(labels[indices], max(num_classes, 2))
 
 
 def loss_and_grads(

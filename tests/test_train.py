@@ -99,3 +99,26 @@ def test_remat_keeps_only_block_inputs_for_the_backward_pass():
             sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(backward))
         )
     assert residual_bytes[1] < 0.5 * residual_bytes[0], residual_bytes
+
+
+def test_one_unit_sigmoid_head_is_scored_against_class_one():
+    # The v1 preset's binary head: Dense(1, sigmoid), BinaryCrossentropy on 0/1
+    # labels. Its loss must be -[y log p + (1 - y) log(1 - p)] with p = P(class 1).
+    images, labels = _data(n=10)
+    model = resnet._ResNetTiny(num_classes=1, rngs=nnx.Rngs(1))
+    graphdef, state = train.create_state(model, optim.keras_adam(1e-3), nnx.Param)
+    config = train.StepConfig(loss="sigmoid_bce")
+    _, eval_step = train.make_steps(graphdef, 1, config)
+    result, probs = train.evaluate(eval_step, state, images, labels, batch_size=4)
+    p = np.asarray(probs[:, 1], np.float64)
+    y = np.asarray(labels)
+    expected = -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
+    np.testing.assert_allclose(result["loss"], expected, rtol=1e-4)
+    # A train step lowers that loss on its batch (the gradient points the right way).
+    fast = train.StepConfig(loss="sigmoid_bce", learning_rate=1e-3)
+    train_step, _ = train.make_steps(graphdef, 1, fast)
+    indices = jnp.arange(10)
+    for _ in range(5):
+        state, _ = train_step(state, images, labels, indices, jax.random.key(0))
+    after, _ = train.evaluate(eval_step, state, images, labels, batch_size=4)
+    assert after["loss"] < result["loss"]
