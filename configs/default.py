@@ -16,7 +16,7 @@ def get_config(arg: str | None = None) -> ConfigDict:
     """The v2 defaults; ``arg='v1'`` switches to the published-tables protocol."""
     config = ConfigDict()
     config.target = ""
-    config.protocol = "v2"
+    config.protocol = "v2"  # the splits (v1: val + test held out); see apply_v1
     config.seed = 0
 
     config.data = ConfigDict()
@@ -75,7 +75,8 @@ def get_config(arg: str | None = None) -> ConfigDict:
     config.train.remat = False
 
     config.eval = ConfigDict()
-    config.eval.auc = "keras_micro"  # Q5: keras_micro | micro | weighted | binary
+    # Q5: keras_micro | micro | macro | weighted | binary | v1_sklearn
+    config.eval.auc = "keras_micro"
 
     config.analysis = ConfigDict()
     config.analysis.enabled = True  # CCA, similarity, figures, report.md

@@ -497,22 +497,45 @@ def finish_run(
     return result
 
 
+# config.eval.auc: a key of metrics.auc_scores, or v1's choice per target (Q5).
+AUC_CHOICES = ("keras_micro", "micro", "macro", "weighted", "binary", "v1_sklearn")
+
+
 def auc_key(config: ConfigDict, num_classes: int) -> str:
-    """Which AUC fills the AUC column (Q5)."""
-    if config.eval.auc == "v1_sklearn":
+    """Which AUC fills the AUC column (Q5); a clear error for an unknown choice."""
+    choice = config.eval.auc
+    if choice not in AUC_CHOICES:
+        raise ValueError(f"config.eval.auc={choice!r}: expected one of {AUC_CHOICES}")
+    if choice == "binary" and num_classes != 2:
+        raise ValueError(
+            f"config.eval.auc='binary' needs a binary target; {config.target} has "
+            f"{num_classes} classes (use 'keras_micro', 'micro', 'macro' or 'weighted')"
+        )
+    if choice == "v1_sklearn":
         return "binary" if num_classes == 2 else "weighted"
-    return config.eval.auc
+    return choice
 
 
 # --- the grid ------------------------------------------------------------------
 
 
+def paper_row_order(result: dict) -> tuple:
+    """Sort key of the paper's AUC.csv: per freeze setting, fold by fold, ImageNet
+    then RadImageNet; the random-init rows last."""
+    return (
+        result["source"] == "random",
+        result["freeze"] != "freezeFalse",
+        int(result["fold"].removeprefix("fold")),
+        SOURCES.index(result["source"]),
+    )
+
+
 def auc_csv(results: list[dict]) -> str:
-    """AUC.csv in the paper's schema: target,source,freeze,fold,AUC."""
+    """AUC.csv in the paper's schema and row order: target,source,freeze,fold,AUC."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["target", "source", "freeze", "fold", "AUC"])
-    for r in results:
+    for r in sorted(results, key=paper_row_order):
         writer.writerow(
             [r["target"], r["source"], r["freeze"], r["fold"], repr(r["AUC"])]
         )
@@ -541,6 +564,7 @@ def run(config: ConfigDict, workdir: str | os.PathLike) -> dict:
         cca.check_decomposition(
             config.analysis.cca_decomposition, "config.analysis.cca_decomposition"
         )
+    auc_key(config, 2)  # the name now; whether it fits the target once data is read
     directory = ensure_inputs(config)
     primary = sharding.is_primary()  # every process trains; process 0 writes
     workdir.mkdir(parents=True, exist_ok=True)
@@ -562,12 +586,15 @@ def run(config: ConfigDict, workdir: str | os.PathLike) -> dict:
             fold: load_fold(directory, fold, config.protocol)
             for fold in sorted({spec.fold for spec in pending})
         }
+        for _, class_names in folds.values():
+            auc_key(config, len(class_names))
         finished.update(run_ensembles(config, pending, folds, workdir))
     else:
         loaded_fold = None
         for spec in pending:
             if loaded_fold != spec.fold:
                 data, class_names = load_fold(directory, spec.fold, config.protocol)
+                auc_key(config, len(class_names))  # before any training
                 loaded_fold = spec.fold
             finished[spec] = run_one(config, spec, data, class_names, workdir)
     results = [finished[spec] for spec in grid(config)]

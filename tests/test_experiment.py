@@ -72,16 +72,58 @@ def test_missing_inputs_stop_before_any_compute(tmp_path, demo_sources):
     assert not (tmp_path / "run").exists()
 
 
-def test_unknown_cca_decomposition_stops_before_any_compute(tmp_path, demo_sources):
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("cca_decomposition", "qr", "config.analysis.cca_decomposition='qr': expected"),
+        ("auc", "roc", "config.eval.auc='roc': expected one of"),
+    ],
+)
+def test_unknown_choices_stop_before_any_compute(
+    tmp_path, demo_sources, field, value, message
+):
     config = _config(tmp_path, demo_sources)
     config.analysis.enabled = True
-    config.analysis.cca_decomposition = "qr"
-    with pytest.raises(
-        ValueError, match="config.analysis.cca_decomposition='qr': expected"
-    ):
+    (config.analysis if field == "cca_decomposition" else config.eval)[field] = value
+    with pytest.raises(ValueError, match=message):
         experiment.run(config, tmp_path / "run")
     assert not (tmp_path / "run").exists()
     assert not (tmp_path / "raw").exists()
+
+
+def test_auc_choice_is_checked_against_the_target():
+    config = demo.get_config()
+    config.eval.auc = "binary"
+    assert experiment.auc_key(config, 2) == "binary"
+    with pytest.raises(ValueError, match="needs a binary target; breast has 3"):
+        experiment.auc_key(config, 3)  # run() asks before training each fold
+    config.eval.auc = "v1_sklearn"
+    assert [experiment.auc_key(config, n) for n in (2, 7)] == ["binary", "weighted"]
+
+
+def test_auc_csv_rows_follow_the_papers_order():
+    config = _config_for_grid()
+    results = [
+        dict(target="knee", source=s.source, freeze=f"freeze{s.freeze}",
+             fold=f"fold{s.fold}", AUC=0.5)
+        for s in reversed(experiment.grid(config))
+    ]  # fmt: skip
+    rows = list(csv.reader(experiment.auc_csv(results).splitlines()))[1:]
+    expected = [
+        (source, freeze, f"fold{fold}")
+        for freeze in ("freezeFalse", "freezeTrue")
+        for fold in (1, 2)
+        for source in ("ImageNet", "RadImageNet")
+    ] + [("random", "freezeFalse", "fold1"), ("random", "freezeFalse", "fold2")]
+    assert [tuple(r[1:4]) for r in rows] == expected
+
+
+def _config_for_grid():
+    config = demo.get_config()
+    config.grid.sources = ("ImageNet", "RadImageNet", "random")
+    config.grid.freeze = (False, True)
+    config.grid.folds = (1, 2)
+    return config
 
 
 def test_ensemble_grid_matches_the_sequential_grid(tmp_path, demo_sources):
