@@ -159,8 +159,9 @@ class TargetConfig(tfds.core.BuilderConfig):
     Attributes:
         size: images are S x S.
         paper_folds: folds from the paper's CSVs (else the paper's procedure).
-        sample_size: PCam only: -1 the protocol's sample (10000 / 100000), 0 every
-            patch, n > 0 a sample of n (same seed).
+        sample_size: PCam only: -1 the protocol's sample (10000 / 100000; with
+            paper_folds, whatever the fold CSVs name), 0 every patch, n > 0 a
+            sample of n (same seed).
     """
 
     size: int = DEFAULT_SIZE
@@ -278,8 +279,13 @@ class TargetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         """The target's examples in the raw download under `data_root`."""
         kwargs = {}
         sample_size = self.builder_config.sample_size
-        if self.TARGET in sources.PCAM_SUBSETS and sample_size >= 0:
-            kwargs["sample_size"] = sample_size or None
+        if self.TARGET in sources.PCAM_SUBSETS:
+            if sample_size >= 0:
+                kwargs["sample_size"] = sample_size or None
+            elif self.builder_config.paper_folds:
+                # The paper sampled an os.listdir order no one can reproduce (Q9):
+                # read every patch and let its fold CSVs choose.
+                kwargs["sample_size"] = None
         return sources.read_target(self.TARGET, data_root, **kwargs)
 
     def make_folds(

@@ -43,7 +43,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--sample_size",
         type=int,
         default=-1,
-        help="pcam: -1 the paper's sample, 0 every patch, n a sample of n",
+        help="pcam: -1 the paper's sample (with --paper_folds: the patches its CSVs "
+        "name), 0 every patch, n a sample of n",
     )
     parser.add_argument("--workers", type=int, default=None, help="decoding threads")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")

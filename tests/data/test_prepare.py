@@ -224,7 +224,7 @@ def test_truncated_mammogram_is_decoded_and_counted(tmp_path, capsys):
 
 
 def _write_paper_folds(folder, examples, folds):
-    """Fold CSVs in the paper's breast layout (',path,class')."""
+    """Fold CSVs in the paper's layout (',path,class'), PCam under its PNG names."""
     folder.mkdir(parents=True)
     for fold in folds:
         for part, indices in fold.parts().items():
@@ -232,7 +232,8 @@ def _write_paper_folds(folder, examples, folds):
                 writer = csv.writer(f)
                 writer.writerow(["", "path", "class"])
                 for i in indices:
-                    path = splits.PAPER_PATH_PREFIX + examples[i].path
+                    name = examples[i].paper_path or examples[i].path
+                    path = splits.PAPER_PATH_PREFIX + name
                     writer.writerow([i, path, examples[i].class_name])
 
 
@@ -279,3 +280,31 @@ def test_paper_folds_are_used_as_given(tmp_path):
         np.testing.assert_array_equal(
             sorted(r["index"] for r in train), sorted(fold.train)
         )
+
+
+def test_pcam_paper_folds_choose_their_patches_among_all(tmp_path):
+    # The paper drew pcam-small from an os.listdir order no one can reproduce (Q9),
+    # so a seeded sample of the sorted names holds other patches: with the paper's
+    # fold CSVs, every patch is read and the CSVs choose.
+    raw = tmp_path / "raw"
+    rng = np.random.default_rng(5)
+    labels = {
+        split: rng.integers(0, 2, n)
+        for split, n in zip(sources.PCAM_SPLITS, (120, 30, 30))
+    }
+    synthetic.write_pcam_h5(raw, labels, image_size=32)
+    every = sources.read_pcam_h5(raw, None)
+    pick = np.sort(rng.choice(len(every), 60, replace=False))
+    chosen = [every[i] for i in pick]
+    folds = splits.make_target_folds("pcam-small", chosen)
+    _write_paper_folds(tmp_path / "folds", chosen, folds)
+    argv = ["--dataset", "pcam-small", "--manual_dir", raw, "--data_dir"]
+    argv += [tmp_path / "out", "--size", 32, "--paper_folds", tmp_path / "folds"]
+    assert _run(*argv) == 0
+    path = builders.prepared_dir(tmp_path / "out", "pcam-small", 32, paper_folds=True)
+    read = tfds.builder_from_directory(str(path))
+    for fold in folds:
+        got = [
+            r["path"] for r in h.records(read.as_data_source(f"fold{fold.number}_test"))
+        ]
+        assert got == [chosen[i].paper_path for i in fold.test]
