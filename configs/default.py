@@ -8,6 +8,9 @@ the protocol behind the paper's published tables (§0).
 from ml_collections import ConfigDict
 
 FOLDS = (1, 2, 3, 4, 5)
+# Where the targets' configs expect the paper's fold CSVs: data/<target>/ of the
+# paper's code (github.com/DovileDo/revisiting-transfer), one folder per target.
+PAPER_FOLDS_ROOT = "data/paper_folds"
 # Targets whose reference code uses class_mode 'categorical'; the rest are binary.
 CATEGORICAL_TARGETS = ("isic", "knee")
 
@@ -24,7 +27,10 @@ def get_config(arg: str | None = None) -> ConfigDict:
     config.data.manual_dir = "data/raw"  # the user's raw downloads
     config.data.data_dir = "data/prepared"  # prepared datasets (prepare.py)
     config.data.size = 112  # Q6: training size, recorded in every run
-    config.data.paper_folds = ""  # the paper's fold CSVs of the target, if given
+    # The paper's fold CSVs of the target (PROTOCOL.md §6: use them, do not
+    # regenerate); for_target points at data/paper_folds/<target>. "" makes the
+    # folds with the paper's procedure instead (grouped targets then differ).
+    config.data.paper_folds = ""
     config.data.synthetic = False  # demo: write a synthetic raw download first
     config.data.synthetic_options = ConfigDict()  # its writer's keyword arguments
 
@@ -119,4 +125,5 @@ def for_target(target: str, size: int = 112, arg: str | None = None) -> ConfigDi
     config.target = target
     config.data.name = target.replace("-", "_")
     config.data.size = size
+    config.data.paper_folds = f"{PAPER_FOLDS_ROOT}/{target}"
     return config

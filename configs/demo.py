@@ -21,6 +21,7 @@ from configs import default
 def get_config(arg=None):
     config = default.for_target("breast", size=32, arg=arg)
     config.data.synthetic = True
+    config.data.paper_folds = ""  # a synthetic target: the paper's fold procedure
     config.data.synthetic_options.counts = {"benign": 60, "malignant": 50, "normal": 30}
     # Weak class cues, so that the settings differ in AUC (at full strength every
     # setting scores 100 and the AUC-gain analysis has nothing to relate).

@@ -35,7 +35,7 @@ from ml_collections import ConfigDict
 
 from jaxtransfer import ensemble, files, fit, metrics, pretraining, sharding, train
 from jaxtransfer.analysis import cca
-from jaxtransfer.data import augment, builders, loader, prepare, synthetic
+from jaxtransfer.data import augment, builders, loader, prepare, splits, synthetic
 from jaxtransfer.models import pretrained, resnet
 
 SOURCES = ("ImageNet", "RadImageNet", "random")
@@ -45,6 +45,7 @@ WEIGHT_DOWNLOADS = {
     "applications ImageNet weights)",
     "RadImageNet": "RadImageNet-ResNet50_notop.h5 (from the RadImageNet authors)",
 }
+PAPER_CODE = "github.com/DovileDo/revisiting-transfer"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,6 +154,16 @@ def ensure_inputs(config: ConfigDict) -> Path:
             if config.data.paper_folds
             else ""
         )
+        if config.data.paper_folds and not splits.has_paper_fold_csvs(
+            config.data.paper_folds
+        ):
+            problems.append(
+                f"config.data.paper_folds = {config.data.paper_folds} holds no fold "
+                "CSVs ({train,val,test}_fold{1..5}.csv). They come with the paper's "
+                f"code, {PAPER_CODE} (folder data/{config.target}/); put them there, "
+                "or set --config.data.paper_folds='' to make folds with the paper's "
+                "procedure (PROTOCOL.md §6: grouped targets then get other folds)"
+            )
         problems.append(
             f"no prepared dataset at {directory}. Prepare it from the raw download "
             f"with: python -m jaxtransfer.data.prepare --dataset {config.data.name} "
@@ -166,23 +177,23 @@ def ensure_inputs(config: ConfigDict) -> Path:
 
 def load_fold(directory: Path, fold: int, protocol: str) -> tuple[dict, tuple]:
     """The fold's splits in host memory (v1: val = test = held out), class names."""
-    splits = {
+    parts = {
         name: loader.load_split(directory, f"fold{fold}_{name}")
         for name in ("train", "val", "test")
     }
-    class_names = splits["train"].class_names
+    class_names = parts["train"].class_names
     if protocol == "v1":
         held_out = {
-            field: np.concatenate([getattr(splits[s], field) for s in ("val", "test")])
+            field: np.concatenate([getattr(parts[s], field) for s in ("val", "test")])
             for field in ("images", "labels", "paths")
         }
-        splits["val"] = splits["test"] = held_out
+        parts["val"] = parts["test"] = held_out
     else:
-        splits = {
+        parts = {
             name: {f: getattr(s, f) for f in ("images", "labels", "paths")}
-            for name, s in splits.items()
+            for name, s in parts.items()
         }
-    return splits, class_names
+    return parts, class_names
 
 
 # --- one run -------------------------------------------------------------------

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from configs import demo
+from configs import default, demo
 from jaxtransfer import experiment
 
 
@@ -69,6 +69,30 @@ def test_missing_inputs_stop_before_any_compute(tmp_path, demo_sources):
     message = str(error.value)
     assert "python -m converters.keras_h5" in message
     assert "python -m jaxtransfer.data.prepare --dataset breast" in message
+    assert not (tmp_path / "run").exists()
+
+
+def test_targets_expect_the_papers_fold_csvs(tmp_path):
+    config = default.for_target("knee")
+    assert config.data.paper_folds == "data/paper_folds/knee"
+    config.init.ImageNet = config.init.RadImageNet = str(tmp_path / "weights")
+    config.data.data_dir = str(tmp_path / "prepared")
+    config.data.paper_folds = str(tmp_path / "folds")
+    with pytest.raises(FileNotFoundError) as error:
+        experiment.run(config, tmp_path / "run")
+    message = str(error.value)
+    assert f"config.data.paper_folds = {tmp_path / 'folds'} holds no fold CSVs" in (
+        message
+    )
+    assert "github.com/DovileDo/revisiting-transfer" in message
+    assert f"--paper_folds {tmp_path / 'folds'}" in message  # the prepare command
+    (tmp_path / "folds").mkdir()
+    for part in ("train", "val", "test"):
+        for k in range(1, 6):
+            (tmp_path / "folds" / f"{part}_fold{k}.csv").touch()
+    with pytest.raises(FileNotFoundError) as error:
+        experiment.run(config, tmp_path / "run")
+    assert "holds no fold CSVs" not in str(error.value)
     assert not (tmp_path / "run").exists()
 
 

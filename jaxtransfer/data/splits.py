@@ -300,6 +300,21 @@ def read_paper_fold_csv(csv_file: str | os.PathLike) -> list[PaperFoldRow]:
         ]
 
 
+def paper_fold_files(folds_dir: str | os.PathLike) -> list[Path]:
+    """The `{train,val,test}_fold{1..5}.csv` a paper fold folder holds."""
+    folds_dir = Path(folds_dir)
+    return [
+        folds_dir / f"{split}_fold{number}.csv"
+        for number in range(1, NUM_FOLDS + 1)
+        for split in SPLIT_NAMES
+    ]
+
+
+def has_paper_fold_csvs(folds_dir: str | os.PathLike) -> bool:
+    """Whether `folds_dir` holds every fold CSV of one target."""
+    return all(path.is_file() for path in paper_fold_files(folds_dir))
+
+
 def read_paper_fold_rows(
     folds_dir: str | os.PathLike,
 ) -> list[dict[str, list[PaperFoldRow]]]:
