@@ -5,7 +5,7 @@ the command line, e.g. ``--config.train.batch_size=64``. ``get_config("v1")`` gi
 the protocol behind the paper's published tables (§0).
 """
 
-from ml_collections import ConfigDict
+from ml_collections import ConfigDict, config_dict
 
 FOLDS = (1, 2, 3, 4, 5)
 # Where the targets' configs expect the paper's fold CSVs: data/<target>/ of the
@@ -60,7 +60,8 @@ def get_config(arg: str | None = None) -> ConfigDict:
     config.train.learning_rate = 1e-5
     config.train.patience = 30  # early stopping on val loss; best weights kept
     config.train.head_learning_rate = 1e-3  # freezeTrue stage 1 (Keras Adam default)
-    config.train.head_num_epochs = 200
+    # The reference runs both stages up to the same --epoch; None follows num_epochs.
+    config.train.head_num_epochs = config_dict.placeholder(int)
     config.train.head_patience = 10  # early stopping on val accuracy
     # Q4: TF-Keras BinaryCrossentropy on a 2-way softmax is sigmoid BCE on each
     # pre-softmax logit; "softmax_cross_entropy" is the textbook alternative.

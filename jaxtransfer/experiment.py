@@ -272,7 +272,7 @@ def stages(config: ConfigDict, spec: RunSpec) -> list[fit.Stage]:
     head = fit.Stage(
         "head",
         t.head_learning_rate,
-        t.head_num_epochs,
+        t.num_epochs if t.head_num_epochs is None else t.head_num_epochs,
         "accuracy",
         t.head_patience,
         head_only=True,

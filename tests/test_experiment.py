@@ -196,3 +196,14 @@ def test_ensemble_vectorize_false_reaches_the_ensemble(
     with pytest.raises(RuntimeError, match="stop before training"):
         experiment.run(config, tmp_path / "run")
     assert seen["vectorize"] is False
+
+
+def test_head_stage_runs_up_to_num_epochs_unless_told_otherwise():
+    config = default.for_target("knee")
+    config.train.num_epochs = 7
+    spec = experiment.RunSpec("ImageNet", True, 1)
+    head, finetune = experiment.stages(config, spec)
+    assert (head.name, finetune.name) == ("head", "finetune")
+    assert head.num_epochs == finetune.num_epochs == 7
+    config.train.head_num_epochs = 2
+    assert experiment.stages(config, spec)[0].num_epochs == 2
