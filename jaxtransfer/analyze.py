@@ -14,17 +14,16 @@ atomically:
 - similarity.csv (§8, paper schema) and similarity_details.csv (accuracies and the
   symmetric baseline too).
 - simVSaucImNet.csv, simVSaucRadNet.csv (§9, CCA schema) and gain_stats.csv (OLS
-  slope, intercept, Pearson r, p per source and layer).
+  slope, intercept, Pearson r, p per source and layer over this target's folds
+  only; the paper's §9 numbers pool 7 targets: `python -m jaxtransfer.pool`).
 - AUC_mean.csv (paper schema), figures (PNG + PDF), report.md. With --reference
   pointing at the paper's result CSVs, report.md puts the paper's numbers beside
-  this run's.
+  this run's (for the CCA vs AUC gain, the paper's regression over this target).
 - with --full_depth: CCA_full_<target>.csv, conv1 and all block outputs on all
   channels and all stimuli (streamed covariances; beyond the paper).
 """
 
 import argparse
-import csv
-import io
 import json
 import logging
 import os
@@ -42,33 +41,13 @@ from jaxtransfer.analysis import (
     report,
     sampling,
     similarity,
+    tables,
 )
 from jaxtransfer.analysis.cca import DECOMPOSITIONS
 from jaxtransfer.data import loader
 from jaxtransfer.models import pretrained, resnet
 
-CCA_HEADER = ["model1", "model2", "fold", "stimuli", *sampling.LAYER_NAMES]
-SIMILARITY_HEADER = ["target", "model1", "model2", "freeze", "fold", "prob", "value"]
-AUC_MEAN_HEADER = ["", "target", "source", "freeze", "fold", "AUC", "mean", "std"]
-GAIN_FILES = {"ImageNet": "simVSaucImNet.csv", "RadImageNet": "simVSaucRadNet.csv"}
 log = logging.getLogger(__name__)
-
-
-# --- files -----------------------------------------------------------------------
-
-
-def read_csv(path: str | os.PathLike) -> list[dict]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def csv_text(header: list[str], rows: list[dict | list]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(header)
-    for row in rows:
-        writer.writerow([row[h] for h in header] if isinstance(row, dict) else row)
-    return out.getvalue()
 
 
 def _number(value: float) -> str:
@@ -261,48 +240,6 @@ def similarity_rows(workdir: Path, config: ConfigDict) -> tuple[list, list, list
     return rows, details, notes
 
 
-def auc_mean_rows(auc_rows: list[dict]) -> list[list]:
-    """AUC_mean.csv rows (paper schema: row number, AUC x100, mean 1dp, std 2dp)."""
-    summary = report.auc_summary(auc_rows)
-    indexed = sorted(
-        enumerate(auc_rows), key=lambda item: (item[1]["target"], item[1]["source"])
-    )
-    out = []
-    for index, row in indexed:
-        mean, std, _ = summary[(row["target"], row["source"], row["freeze"])]
-        out.append(
-            [
-                index,
-                row["target"],
-                row["source"],
-                row["freeze"],
-                row["fold"],
-                repr(100 * float(row["AUC"])),
-                round(mean, 1),
-                round(std, 2) if np.isfinite(std) else "",
-            ]
-        )
-    return out
-
-
-def read_reference(directory: Path, target: str) -> dict:
-    """The paper's tables for the report: AUC means, the target's CCA, similarity,
-    and the §9 regression pooled over the paper's targets."""
-    auc = read_csv(directory / "AUC.csv")
-    cca_file = directory / f"CCA_{target}.csv"
-    gain_stats = {}
-    for source, name in GAIN_FILES.items():
-        points = similarity.gain_points(read_csv(directory / name), auc, source)
-        gain_stats[source] = similarity.gain_regression(points)
-    return {
-        "directory": str(directory),
-        "auc_mean": read_csv(directory / "AUC_mean.csv"),
-        "cca": read_csv(cca_file) if cca_file.is_file() else [],
-        "similarity": read_csv(directory / "similarity.csv"),
-        "gain_stats": gain_stats,
-    }
-
-
 def conv1_kernels(workdir: Path, config: ConfigDict, networks: dict) -> dict:
     """conv1 kernels (7, 7, 3, F) of the initialisations and fold-1 fine-tuned runs."""
     kernels = {}
@@ -350,7 +287,7 @@ def run(
     out.mkdir(parents=True, exist_ok=True)
     config = ConfigDict(json.loads((workdir / "config.json").read_text()))
     target = config.target
-    auc_rows = read_csv(workdir / "AUC.csv")
+    auc_rows = tables.read_csv(workdir / "AUC.csv")
     notes = []
 
     cca_rows, full_rows, sampling_info, full_taps = [], [], {}, ()
@@ -375,11 +312,13 @@ def run(
             if "full_taps" in fold_result:
                 full_taps = fold_result["full_taps"]
                 timings[f"full_depth_fold{fold}_s"] = fold_result["full_seconds"]
-        files.write_text(out / f"CCA_{target}.csv", csv_text(CCA_HEADER, cca_rows))
+        files.write_text(
+            out / f"CCA_{target}.csv", tables.csv_text(tables.CCA_HEADER, cca_rows)
+        )
         files.write_text(
             out / f"CCA_{target}_sampling.json",
             json.dumps(
-                _jsonable(
+                tables.jsonable(
                     {
                         "protocol": "PROTOCOL.md §7 (svcca mean CCA, epsilon 1e-12)",
                         "seed": seed,
@@ -394,43 +333,38 @@ def run(
         if full_depth:
             header = ["model1", "model2", "fold", "stimuli", *full_taps]
             files.write_text(
-                out / f"CCA_full_{target}.csv", csv_text(header, full_rows)
+                out / f"CCA_full_{target}.csv", tables.csv_text(header, full_rows)
             )
 
     sim_rows, sim_details, sim_notes = similarity_rows(workdir, config)
     notes += sim_notes
-    files.write_text(out / "similarity.csv", csv_text(SIMILARITY_HEADER, sim_rows))
+    files.write_text(
+        out / "similarity.csv", tables.csv_text(tables.SIMILARITY_HEADER, sim_rows)
+    )
     if sim_details:
         files.write_text(
             out / "similarity_details.csv",
-            csv_text(list(sim_details[0]), sim_details),
+            tables.csv_text(list(sim_details[0]), sim_details),
         )
 
     gain_points, gain_stats = {}, {}
-    for source, name in GAIN_FILES.items():
+    for source, name in tables.GAIN_FILES.items():
         chosen = [
             r
             for r in cca_rows
             if r["model2"] == source
             and r["model1"] == pairs.finetuned_name(target, source, False)
         ]
-        files.write_text(out / name, csv_text(CCA_HEADER, chosen))
+        files.write_text(out / name, tables.csv_text(tables.CCA_HEADER, chosen))
         gain_points[source] = similarity.gain_points(chosen, auc_rows, source)
         gain_stats[source] = similarity.gain_regression(gain_points[source])
-    stat_rows = [
-        {"source": s, "layer": layer, **values}
-        for s, per_layer in gain_stats.items()
-        for layer, values in per_layer.items()
-    ]
     files.write_text(
         out / "gain_stats.csv",
-        csv_text(
-            ["source", "layer", "slope", "intercept", "r", "p", "stderr", "n"],
-            stat_rows,
-        ),
+        tables.csv_text(tables.GAIN_STATS_HEADER, tables.gain_stats_rows(gain_stats)),
     )
     files.write_text(
-        out / "AUC_mean.csv", csv_text(AUC_MEAN_HEADER, auc_mean_rows(auc_rows))
+        out / "AUC_mean.csv",
+        tables.csv_text(tables.AUC_MEAN_HEADER, tables.auc_mean_rows(auc_rows)),
     )
 
     figure_names = []
@@ -452,7 +386,7 @@ def run(
         figures.conv1_filters(kernels, out / "conv1_filters")
         figure_names.append("conv1_filters.png")
 
-    ref = read_reference(Path(reference), target) if reference else None
+    ref = tables.read_reference(reference, [target]) if reference else None
     details = {
         "protocol": config.protocol,
         "image size": f"{config.data.size} px (the training size; CCA.py used "
@@ -490,20 +424,9 @@ def run(
     }
     files.write_text(
         out / "summary.json",
-        json.dumps(_jsonable(summary), indent=2, default=str) + "\n",
+        json.dumps(tables.jsonable(summary), indent=2, default=str) + "\n",
     )
     return summary
-
-
-def _jsonable(value):
-    """NaN/inf -> None, so the JSON is strict."""
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
 
 
 def _floats(row: dict) -> dict:

@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from jaxtransfer import files  # noqa: E402
-from jaxtransfer.analysis.similarity import LAYERS  # noqa: E402
+from jaxtransfer.analysis.similarity import LAYERS, regression_band  # noqa: E402
 
 SETTINGS = (
     ("ImageNet", "freezeFalse"),
@@ -184,6 +184,9 @@ def gain_scatter(
 ):
     """CCA(fine-tuned, init) against relative AUC gain: rows sources, columns layers.
 
+    The paper's figure (PROTOCOL.md §9): points coloured by target, one OLS line
+    over all points of a panel with its 95% confidence band.
+
     Args:
       points: per source, `similarity.gain_points` output.
       regressions: per source, `similarity.gain_regression` output.
@@ -213,12 +216,17 @@ def gain_scatter(
                 )
             fit = regressions[source][layer]
             xs = np.array([p[layer] for p in points[source]], float)
-            xs = xs[np.isfinite(xs)]
-            if np.isfinite(fit["slope"]) and len(xs):
-                line = np.linspace(xs.min(), xs.max(), 20)
+            ys = np.array([p["gain"] for p in points[source]], float)
+            finite = np.isfinite(xs) & np.isfinite(ys)
+            if np.isfinite(fit["slope"]) and finite.any():
+                line = np.linspace(xs[finite].min(), xs[finite].max(), 50)
+                lower, upper = regression_band(xs, ys, line)
+                ax.fill_between(line, lower, upper, color="k", alpha=0.15, lw=0)
                 ax.plot(line, fit["intercept"] + fit["slope"] * line, "k-", lw=1)
                 ax.set_title(
-                    f"{layer}: slope {fit['slope']:.2f}, r {fit['r']:.2f}", fontsize=9
+                    f"{layer}: slope {fit['slope']:.2f}, r {fit['r']:.2f}, "
+                    f"p {fit['p']:.2g}",
+                    fontsize=9,
                 )
             else:
                 ax.set_title(layer, fontsize=9)

@@ -9,7 +9,7 @@ agreement of independent errors with each model's own accuracy.
 CCA vs AUC gain relates how far fine-tuning moved a layer from its initialisation
 (CCA of T-src-freezeFalse vs src) to the relative AUC gain over random init,
 (AUC_ft - AUC_random) / AUC_random, pooled over targets and folds, per layer: an OLS
-line and Pearson's r (scipy.stats.linregress).
+line and Pearson's r (scipy.stats.linregress), and the line's 95% confidence band.
 """
 
 from collections.abc import Iterable, Sequence
@@ -166,6 +166,46 @@ def gain_regression(
             n=int(len(x)),
         )
     return out
+
+
+def regression_band(
+    x: Sequence[float], y: Sequence[float], at: Sequence[float], level: float = 0.95
+) -> tuple[np.ndarray, np.ndarray]:
+    """Confidence band of the OLS line (the mean gain at a given CCA).
+
+    The classical t-interval, fitted +- t_{(1+level)/2, n-2} s sqrt(1/n +
+    (at - mean x)^2 / Sxx), with s the residual SD. The paper's figure is seaborn's
+    `regplot`, which bootstraps its band (1000 resamples of the points): an
+    approximation of this interval that changes from draw to draw.
+
+    Args:
+      x: CCA values; non-finite pairs are left out.
+      y: gains.
+      at: CCA values to evaluate the band at.
+      level: confidence level.
+
+    Returns:
+      (lower, upper), each shaped like ``at``; NaN where fewer than 3 finite
+      points or the CCA does not vary.
+    """
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    at = np.asarray(at, float)
+    finite = np.isfinite(x) & np.isfinite(y)
+    x, y = x[finite], y[finite]
+    n = len(x)
+    if n < 3 or np.ptp(x) == 0:
+        nan = np.full(at.shape, np.nan)
+        return nan, nan
+    slope, intercept = np.polyfit(x, y, 1)
+    residual_sd = np.sqrt(np.sum((y - (intercept + slope * x)) ** 2) / (n - 2))
+    sxx = np.sum((x - x.mean()) ** 2)
+    half = (
+        stats.t.ppf((1 + level) / 2, n - 2)
+        * residual_sd
+        * np.sqrt(1 / n + (at - x.mean()) ** 2 / sxx)
+    )
+    fitted = intercept + slope * at
+    return fitted - half, fitted + half
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float, int]:

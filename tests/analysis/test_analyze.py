@@ -2,16 +2,15 @@
 
 import csv
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
+from paper_reference import PAPER_RESULTS, needs_paper_results
 
 from configs import demo
 from jaxtransfer import analyze, experiment
+from jaxtransfer.analysis import similarity, tables
 
-REFERENCE = Path(__file__).resolve().parents[2].parent / "shared" / "reference"
-PAPER_RESULTS = REFERENCE / "paper_results"
 PAPER_SCHEMA_FILES = {
     "CCA_breast.csv": "CCA_breast.csv",
     "similarity.csv": "similarity.csv",
@@ -47,9 +46,7 @@ def workdir(tmp_path_factory, demo_sources):
     return tmp / "run"
 
 
-@pytest.mark.skipif(
-    not PAPER_RESULTS.is_dir(), reason=f"paper result CSVs not at {PAPER_RESULTS}"
-)
+@needs_paper_results
 def test_cli_writes_paper_schemas_and_a_side_by_side_report(workdir):
     assert (
         analyze.main(["--workdir", str(workdir), "--reference", str(PAPER_RESULTS)])
@@ -97,19 +94,22 @@ def test_cli_writes_paper_schemas_and_a_side_by_side_report(workdir):
             assert (out / f"{name}.{ext}").stat().st_size > 1000
     assert not list(out.glob(".*partial"))
 
-    report = (out / "report.md").read_text()
+    report_text = (out / "report.md").read_text()
     # Paper AUC from AUC_mean.csv beside this run's (one fold: no SD).
     run_auc = {
         (r["source"], r["freeze"]): float(r["AUC"]) for r in _rows(workdir / "AUC.csv")
     }
     line = next(
         ln
-        for ln in report.splitlines()
+        for ln in report_text.splitlines()
         if ln.startswith("| breast | ImageNet | freezeFalse |")
     )
     assert "90.5 ± 3.83" in line
     assert f"{100 * run_auc[('ImageNet', 'freezeFalse')]:.1f}" in line
-    assert "| breast | random | freezeFalse |" in report and "51.2 ± 9.99" in report
+    assert (
+        "| breast | random | freezeFalse |" in report_text
+        and "51.2 ± 9.99" in report_text
+    )
     # Paper CCA, mean ± SD over its 5 folds, from CCA_breast.csv.
     paper = [
         float(r["conv1"])
@@ -119,19 +119,39 @@ def test_cli_writes_paper_schemas_and_a_side_by_side_report(workdir):
     expected = f"{np.mean(paper):.2f} ± {np.std(paper, ddof=1):.2f}"
     paper_line = next(
         ln
-        for ln in report.splitlines()
+        for ln in report_text.splitlines()
         if ln.startswith("| breast-ImageNet-freezeFalse | ImageNet | paper |")
     )
     assert paper_line.split(" | ")[3] == expected
-    assert "| breast-ImageNet-freezeFalse | ImageNet | this run |" in report
+    assert "| breast-ImageNet-freezeFalse | ImageNet | this run |" in report_text
     # Prediction similarity and the §9 regression, paper beside run.
     paper_sim = [
         float(r["value"])
         for r in _rows(PAPER_RESULTS / "similarity.csv")
         if (r["target"], r["freeze"], r["prob"]) == ("breast", "freezeFalse", "real")
     ]
-    assert f"{np.mean(paper_sim):.3f} ± {np.std(paper_sim, ddof=1):.3f}" in report
-    assert "-3.00 / -0.56 (n=35)" in report  # RadImageNet block3, pooled paper data
+    assert f"{np.mean(paper_sim):.3f} ± {np.std(paper_sim, ddof=1):.3f}" in report_text
+    # The gain regression is per target (n = folds), beside the paper's over the
+    # same target's 5 folds, never beside its pooled (n = 35) numbers.
+    gain = report_text.split("## CCA(fine-tuned, init) vs relative AUC gain")[1]
+    gain = gain.split("\n## ")[0]
+    assert "breast only (per target)" in gain and "python -m jaxtransfer.pool" in gain
+    assert "this run, breast only: slope / r / p (n)" in gain
+    assert "(n=35)" not in report_text and "-3.00 / -0.56" not in report_text
+    paper_points = similarity.gain_points(
+        tables.read_csv(PAPER_RESULTS / "simVSaucRadNet.csv"),
+        tables.read_csv(PAPER_RESULTS / "AUC.csv"),
+        "RadImageNet",
+    )
+    paper_breast = similarity.gain_regression(
+        [p for p in paper_points if p["target"] == "breast"]
+    )["block3"]
+    assert paper_breast["n"] == 5
+    line = next(
+        ln for ln in gain.splitlines() if ln.startswith("| RadImageNet | block3")
+    )
+    s = paper_breast
+    assert line.endswith(f"| {s['slope']:.2f} / {s['r']:.2f} / {s['p']:.2g} (n=5) |")
 
 
 def test_rerun_with_the_same_seed_reproduces_the_cca(workdir):

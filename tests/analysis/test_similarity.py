@@ -1,22 +1,13 @@
 """Prediction similarity by hand; §8 and §9 recomputed from the paper's own CSVs."""
 
 import csv
-from pathlib import Path
 
 import numpy as np
 import pytest
+from paper_reference import PAPER_GAIN, PAPER_RESULTS, needs_paper_results
+from scipy import stats
 
 from jaxtransfer.analysis import similarity
-
-REFERENCE = Path(__file__).resolve().parents[2].parent / "shared" / "reference"
-PAPER_RESULTS = REFERENCE / "paper_results"
-# PROTOCOL.md §9: OLS slope / Pearson r per layer conv1..block4.
-PAPER_GAIN = {
-    "ImageNet": [(-1.15, -0.16), (-0.15, -0.03), (-0.22, -0.07), (-0.21, -0.10),
-                 (-0.24, -0.13)],
-    "RadImageNet": [(-0.44, -0.15), (-1.93, -0.45), (-1.64, -0.43), (-3.00, -0.56),
-                    (-2.46, -0.47)],
-}  # fmt: skip
 
 
 def _read(name):
@@ -76,9 +67,25 @@ def test_target_names_and_gain():
     assert similarity.gain_points(rows, auc, "ImageNet") == []  # no ImageNet AUC
 
 
-@pytest.mark.skipif(
-    not PAPER_RESULTS.is_dir(), reason=f"paper result CSVs not at {PAPER_RESULTS}"
-)
+def test_regression_band_is_the_t_interval_of_the_mean_response():
+    x = np.array([0.1, 0.3, 0.4, 0.7, 0.9, np.nan])
+    y = np.array([0.5, 0.2, 0.4, 0.1, 0.0, 0.3])
+    at = np.array([0.0, 0.45, 1.0])
+    lower, upper = similarity.regression_band(x, y, at)
+    # By the matrix form: var(fit at x0) = s^2 [1 x0] (X'X)^-1 [1 x0]'.
+    design = np.stack([np.ones(5), x[:5]], axis=1)
+    coef, residual, *_ = np.linalg.lstsq(design, y[:5], rcond=None)
+    s2 = residual[0] / 3
+    at_design = np.stack([np.ones(3), at], axis=1)
+    var = s2 * np.einsum("ij,jk,ik->i", at_design, np.linalg.inv(design.T @ design),
+                         at_design)  # fmt: skip
+    half = stats.t.ppf(0.975, 3) * np.sqrt(var)
+    np.testing.assert_allclose(lower, at_design @ coef - half, rtol=1e-10)
+    np.testing.assert_allclose(upper, at_design @ coef + half, rtol=1e-10)
+    assert np.all(np.isnan(similarity.regression_band([1, 1, 1], [1, 2, 3], at)[0]))
+
+
+@needs_paper_results
 @pytest.mark.parametrize(
     "source,file",
     [("ImageNet", "simVSaucImNet.csv"), ("RadImageNet", "simVSaucRadNet.csv")],
@@ -95,9 +102,7 @@ def test_cca_vs_auc_gain_reproduces_the_paper_from_its_own_tables(source, file):
     assert all(0 < stats[layer]["p"] < 1 for layer in similarity.LAYERS)
 
 
-@pytest.mark.skipif(
-    not PAPER_RESULTS.is_dir(), reason=f"paper result CSVs not at {PAPER_RESULTS}"
-)
+@needs_paper_results
 @pytest.mark.parametrize("target,size", [("breast", 156), ("thyroid", 96)])
 def test_paper_baseline_is_reproduced_from_an_accuracy_of_k_over_n(target, size):
     # §8: every 'rand' value is a^2 + (1 - a)^2 with a = k / N the ImageNet model's
