@@ -11,6 +11,8 @@ FOLDS = (1, 2, 3, 4, 5)
 # Where the targets' configs expect the paper's fold CSVs: data/<target>/ of the
 # paper's code (github.com/DovileDo/revisiting-transfer), one folder per target.
 PAPER_FOLDS_ROOT = "data/paper_folds"
+# The image size CCA.py built its networks at (PROTOCOL.md §7, Q6); 112 otherwise.
+CCA_IMAGE_SIZES = {"pcam-small": 96, "breast": 224, "mammograms": 224, "thyroid": 224}
 # Targets whose reference code uses class_mode 'categorical'; the rest are binary.
 CATEGORICAL_TARGETS = ("isic", "knee")
 
@@ -88,6 +90,10 @@ def get_config(arg: str | None = None) -> ConfigDict:
     config.analysis = ConfigDict()
     config.analysis.enabled = True  # CCA, similarity, figures, report.md
     config.analysis.reference = ""  # the paper's result CSVs, for side by side
+    # Q6: the CCA's image size; None is the training size. The targets use CCA.py's
+    # (96 pcam-small, 224 breast, mammograms and thyroid, 112 otherwise), which
+    # needs the dataset prepared at that size too.
+    config.analysis.image_size = config_dict.placeholder(int)
     config.analysis.full_depth = False  # all 16 blocks, all channels (slow on CPU)
     # Eigen/singular values of the CCA kernel: "linalg" (LAPACK on CPU, cuSOLVER on
     # GPU, one matrix at a time above 32x32) or "jacobi" (all matrices at once).
@@ -127,4 +133,5 @@ def for_target(target: str, size: int = 112, arg: str | None = None) -> ConfigDi
     config.data.name = target.replace("-", "_")
     config.data.size = size
     config.data.paper_folds = f"{PAPER_FOLDS_ROOT}/{target}"
+    config.analysis.image_size = CCA_IMAGE_SIZES.get(target, 112)
     return config

@@ -22,6 +22,7 @@ def get_config(arg=None):
     config = default.for_target("breast", size=32, arg=arg)
     config.data.synthetic = True
     config.data.paper_folds = ""  # a synthetic target: the paper's fold procedure
+    config.analysis.image_size = None  # CCA at the training size (32 px)
     config.data.synthetic_options.counts = {"benign": 60, "malignant": 50, "normal": 30}
     # Weak class cues, so that the settings differ in AUC (at full strength every
     # setting scores 100 and the AUC-gain analysis has nothing to relate).

@@ -8,9 +8,11 @@ run's model/ and test_predictions.npz) and writes into RUN/analysis/, each file
 atomically:
 
 - CCA_<target>.csv: the paper's 14 pairs per fold (PROTOCOL.md §7), paper schema;
-  stimuli are the fold's held-out test split (the column holds the target name as
-  in the paper; the split is recorded in CCA_<target>_sampling.json with the seed,
-  n_img, datapoints, channel indices and image order of every repetition).
+  stimuli are the fold's held-out images (test, or val + test in v1, as the
+  similarity analysis) at config.analysis.image_size (the column holds the target
+  name as in the paper; the split and size are recorded in
+  CCA_<target>_sampling.json with the seed, n_img, datapoints, channel indices and
+  image order of every repetition).
 - similarity.csv (§8, paper schema) and similarity_details.csv (accuracies and the
   symmetric baseline too).
 - simVSaucImNet.csv, simVSaucRadNet.csv (§9, CCA schema) and gain_stats.csv (OLS
@@ -120,6 +122,26 @@ def _random_network(config, template: dict | None, seed: int):
 # --- the analysis ----------------------------------------------------------------
 
 
+def cca_stimuli(config: ConfigDict, fold: int) -> tuple[np.ndarray, str]:
+    """The fold's held-out images at the CCA image size, and what they are.
+
+    The held-out part the similarity analysis predicts too: the test split (v2),
+    or val + test (v1, which holds out both). At `experiment.cca_image_size`
+    (Q6: CCA.py built 224 px networks for breast, mammograms and thyroid).
+    """
+    size = experiment.cca_image_size(config)
+    directory = experiment.dataset_dir(config, size)
+    if not (directory / "dataset_info.json").is_file():
+        raise FileNotFoundError(
+            f"no prepared dataset at {directory} for the CCA stimuli ({size} px). "
+            f"Prepare it with: {experiment.prepare_command(config, size)}"
+        )
+    parts = ("val", "test") if config.protocol == "v1" else ("test",)
+    images = [loader.load_split(directory, f"fold{fold}_{p}").images for p in parts]
+    split = " + ".join(f"fold{fold}_{p}" for p in parts)
+    return np.concatenate(images), f"{split} (held out), {size} px"
+
+
 def cca_of_fold(
     workdir: Path,
     config: ConfigDict,
@@ -141,9 +163,7 @@ def cca_of_fold(
     result = {"rows": [], "full_rows": [], "notes": notes, "sampling": None}
     if not available:
         return result
-    stimuli = loader.load_split(
-        experiment.dataset_dir(config), f"fold{fold}_test"
-    ).images
+    stimuli, stimuli_split = cca_stimuli(config, fold)
     # Tap shapes from an abstract copy of the architecture (no weights initialised).
     probe = nnx.eval_shape(lambda: networks[pairs.RANDOM].load()[0])
     shapes = sampling.tap_shapes(probe, stimuli.shape[1:3], probe.study_taps)
@@ -171,7 +191,8 @@ def cca_of_fold(
         )
     used = {n for p in available for n in p}
     result["sampling"] = {
-        "stimuli": f"fold{fold}_test (the fold's held-out test split)",
+        "stimuli": stimuli_split,
+        "image_size": int(stimuli.shape[1]),
         "seconds": seconds,
         "networks": {n: networks[n].description for n in networks if n in used},
         "per_repetition": {
@@ -389,10 +410,13 @@ def run(
     ref = tables.read_reference(reference, [target]) if reference else None
     details = {
         "protocol": config.protocol,
-        "image size": f"{config.data.size} px (the training size; CCA.py used "
-        "96/112/224 per target)",
+        "image size": f"training {config.data.size} px, CCA "
+        f"{experiment.cca_image_size(config)} px (config.analysis.image_size; "
+        "CCA.py used 96 pcam-small, 224 breast, mammograms and thyroid, 112 "
+        "otherwise)",
         "folds": ", ".join(f"fold{k}" for k in config.grid.folds),
-        "CCA stimuli": "each fold's held-out test split",
+        "CCA stimuli": "each fold's held-out "
+        + ("val + test splits (v1)" if config.protocol == "v1" else "test split"),
         "CCA sampling": f"p = {sampling.PAPER_DATAPOINTS} datapoints, d = "
         f"{sampling.PAPER_CHANNELS} channels, {sampling.PAPER_REPETITIONS} "
         f"repetitions, seed {seed} (CCA_{target}_sampling.json)",

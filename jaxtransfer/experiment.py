@@ -84,12 +84,30 @@ def grid(config: ConfigDict) -> list[RunSpec]:
 # --- inputs ------------------------------------------------------------------
 
 
-def dataset_dir(config: ConfigDict) -> Path:
+def dataset_dir(config: ConfigDict, size: int | None = None) -> Path:
+    """The prepared dataset at ``size`` (default: the training size)."""
     return builders.prepared_dir(
         config.data.data_dir,
         config.data.name,
-        config.data.size,
+        size or config.data.size,
         paper_folds=bool(config.data.paper_folds),
+    )
+
+
+def cca_image_size(config: ConfigDict) -> int:
+    """The CCA's image size (Q6): config.analysis.image_size, else the training's."""
+    return config.analysis.get("image_size") or config.data.size
+
+
+def prepare_command(config: ConfigDict, size: int) -> str:
+    """The command that prepares the target's dataset at ``size``."""
+    folds = (
+        f" --paper_folds {config.data.paper_folds}" if config.data.paper_folds else ""
+    )
+    return (
+        f"python -m jaxtransfer.data.prepare --dataset {config.data.name} "
+        f"--manual_dir {config.data.manual_dir} --data_dir {config.data.data_dir} "
+        f"--size {size}{folds}"
     )
 
 
@@ -122,7 +140,9 @@ def ensure_inputs(config: ConfigDict) -> Path:
                 f"Download {WEIGHT_DOWNLOADS[source]} and run: python -m "
                 f"converters.keras_h5 --input <file>.h5 --output {path}"
             )
-    directory = dataset_dir(config)
+    sizes = [config.data.size]
+    if config.analysis.enabled and cca_image_size(config) != config.data.size:
+        sizes.append(cca_image_size(config))  # the CCA's stimuli (Q6)
     if config.data.synthetic and sharding.is_primary():  # the others wait below
         raw = Path(config.data.manual_dir)
         if not raw.exists():
@@ -132,47 +152,50 @@ def ensure_inputs(config: ConfigDict) -> Path:
                 image_size=config.data.size,
                 **config.data.synthetic_options.to_dict(),
             )
-        prepare.prepare(
-            prepare.parse_args(
-                [
-                    "--dataset",
-                    config.data.name,
-                    "--manual_dir",
-                    str(raw),
-                    "--data_dir",
-                    config.data.data_dir,
-                    "--size",
-                    str(config.data.size),
-                    "--no_progress",
-                ]
+        for size in sizes:
+            prepare.prepare(
+                prepare.parse_args(
+                    [
+                        "--dataset",
+                        config.data.name,
+                        "--manual_dir",
+                        str(raw),
+                        "--data_dir",
+                        config.data.data_dir,
+                        "--size",
+                        str(size),
+                        "--no_progress",
+                    ]
+                )
             )
-        )
     sharding.sync_processes("synthetic inputs and sources written")
-    if not config.data.synthetic and not (directory / "dataset_info.json").is_file():
-        folds = (
-            f" --paper_folds {config.data.paper_folds}"
-            if config.data.paper_folds
-            else ""
-        )
-        if config.data.paper_folds and not splits.has_paper_fold_csvs(
-            config.data.paper_folds
-        ):
-            problems.append(
-                f"config.data.paper_folds = {config.data.paper_folds} holds no fold "
-                "CSVs ({train,val,test}_fold{1..5}.csv). They come with the paper's "
-                f"code, {PAPER_CODE} (folder data/{config.target}/); put them there, "
-                "or set --config.data.paper_folds='' to make folds with the paper's "
-                "procedure (PROTOCOL.md §6: grouped targets then get other folds)"
-            )
+    unprepared = [
+        size
+        for size in sizes
+        if not config.data.synthetic
+        and not (dataset_dir(config, size) / "dataset_info.json").is_file()
+    ]
+    if (
+        unprepared
+        and config.data.paper_folds
+        and not splits.has_paper_fold_csvs(config.data.paper_folds)
+    ):
         problems.append(
-            f"no prepared dataset at {directory}. Prepare it from the raw download "
-            f"with: python -m jaxtransfer.data.prepare --dataset {config.data.name} "
-            f"--manual_dir {config.data.manual_dir} --data_dir {config.data.data_dir} "
-            f"--size {config.data.size}{folds}"
+            f"config.data.paper_folds = {config.data.paper_folds} holds no fold "
+            "CSVs ({train,val,test}_fold{1..5}.csv). They come with the paper's "
+            f"code, {PAPER_CODE} (folder data/{config.target}/); put them there, "
+            "or set --config.data.paper_folds='' to make folds with the paper's "
+            "procedure (PROTOCOL.md §6: grouped targets then get other folds)"
+        )
+    for size in unprepared:
+        use = "training" if size == config.data.size else "CCA stimuli (Q6)"
+        problems.append(
+            f"no prepared dataset at {dataset_dir(config, size)} ({use}). Prepare it "
+            f"from the raw download with: {prepare_command(config, size)}"
         )
     if problems:
         raise FileNotFoundError("cannot start:\n- " + "\n- ".join(problems))
-    return directory
+    return dataset_dir(config)
 
 
 def load_fold(directory: Path, fold: int, protocol: str) -> tuple[dict, tuple]:
@@ -481,6 +504,7 @@ def finish_run(
         "freeze": f"freeze{spec.freeze}",
         "fold": f"fold{spec.fold}",
         "AUC": aucs[auc_key(config, num_classes)],
+        "AUC_definition": auc_key(config, num_classes),  # which of `auc` (Q5)
         "auc": aucs,
         "test/loss": test["loss"],
         "test/accuracy": test["accuracy"],
@@ -568,9 +592,47 @@ def summarize(results: list[dict]) -> dict:
     }
 
 
+# Config fields a resumed grid may change: which runs (grid), where the inputs
+# live, and what does not change a run's numbers beyond float rounding.
+RESUMABLE_CHANGES = (
+    "grid.",
+    "analysis.",
+    "log.",
+    "host.",
+    "data.manual_dir",
+    "data.data_dir",
+    "train.ensemble",
+    "train.remat",
+    "train.eval_batch_size",
+)
+
+
+def check_resume(config: ConfigDict, workdir: Path) -> None:
+    """Refuses to resume a workdir whose finished runs used another config."""
+    recorded = workdir / "config.json"
+    if not recorded.is_file():
+        return
+    old = files.flatten(json.loads(recorded.read_text()))
+    new = files.flatten(json.loads(config.to_json_best_effort()))
+    missing = "(not set)"
+    changed = [
+        f"{key}: {old.get(key, missing)!r} -> {new.get(key, missing)!r}"
+        for key in sorted(old.keys() | new.keys())
+        if old.get(key, missing) != new.get(key, missing)
+        and not key.startswith(RESUMABLE_CHANGES)
+    ]
+    if changed:
+        raise ValueError(
+            f"{recorded}: this workdir's runs used another config, and resuming "
+            f"would mix settings ({'; '.join(changed)}). Use a new --workdir, or "
+            "the recorded values."
+        )
+
+
 def run(config: ConfigDict, workdir: str | os.PathLike) -> dict:
     """Runs (or resumes) the whole grid of ``config`` in ``workdir``."""
     workdir = Path(workdir)
+    check_resume(config, workdir)
     if config.analysis.enabled:
         cca.check_decomposition(
             config.analysis.cca_decomposition, "config.analysis.cca_decomposition"

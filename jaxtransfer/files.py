@@ -77,3 +77,14 @@ def atomic_directory(
     finally:
         if primary:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+    """A nested JSON object (e.g. a run's config.json) as {"dotted.key": value}."""
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out

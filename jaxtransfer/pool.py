@@ -64,16 +64,6 @@ class TargetRun:
     cca: list[dict]
 
 
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def _require(path: Path, workdir: Path, what: str) -> Path:
     if not path.is_file():
         raise FileNotFoundError(
@@ -100,7 +90,7 @@ def read_target(workdir: str | os.PathLike) -> TargetRun:
     config_file = _require(
         workdir / "config.json", workdir, "not a jaxtransfer.main workdir"
     )
-    config = _flatten(json.loads(config_file.read_text()))
+    config = files.flatten(json.loads(config_file.read_text()))
     target = config.get("target")
     if not target:
         raise ValueError(f"{config_file}: no target recorded")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from configs import default, demo
-from jaxtransfer import experiment
+from jaxtransfer import experiment, files
 
 
 def _config(tmp_path, demo_sources):
@@ -39,6 +39,8 @@ def test_grid_writes_results_in_the_paper_schema_and_resumes(tmp_path, demo_sour
     ]
     for row, run in zip(rows, summary["runs"]):
         assert 0.0 <= float(row["AUC"]) <= 1.0
+        assert float(row["AUC"]) == run["auc"][run["AUC_definition"]]
+        assert run["AUC_definition"] == "keras_micro"
         run_dir = workdir / f"{row['source']}-{row['freeze']}" / "fold1"
         assert not (run_dir / "checkpoints").exists()
         predictions = np.load(run_dir / "test_predictions.npz")
@@ -207,3 +209,41 @@ def test_head_stage_runs_up_to_num_epochs_unless_told_otherwise():
     assert head.num_epochs == finetune.num_epochs == 7
     config.train.head_num_epochs = 2
     assert experiment.stages(config, spec)[0].num_epochs == 2
+
+
+def test_cca_stimuli_at_the_papers_size_are_checked_before_any_compute(tmp_path):
+    assert default.for_target("knee").analysis.image_size == 112
+    config = default.for_target("thyroid")
+    assert (config.data.size, config.analysis.image_size) == (112, 224)  # CCA.py's
+    config.init.ImageNet = config.init.RadImageNet = str(tmp_path / "weights")
+    config.data.data_dir = str(tmp_path / "prepared")
+    config.data.paper_folds = ""
+    with pytest.raises(FileNotFoundError) as error:
+        experiment.run(config, tmp_path / "run")
+    message = str(error.value)
+    for size, use in ((112, "training"), (224, "CCA stimuli (Q6)")):
+        assert f"size{size}/1.0.0 ({use})" in message
+        assert f"--data_dir {tmp_path / 'prepared'} --size {size}\n" in message + "\n"
+    config.analysis.enabled = False
+    with pytest.raises(FileNotFoundError) as error:
+        experiment.run(config, tmp_path / "run")
+    assert "--size 224" not in str(error.value)
+
+
+def test_resuming_with_another_config_is_refused_before_any_compute(
+    tmp_path, demo_sources
+):
+    config = _config(tmp_path, demo_sources)
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    files.write_text(workdir / "config.json", config.to_json_best_effort(indent=2))
+    experiment.check_resume(config, workdir)
+    # More folds, another execution mode, no analysis: the same runs' numbers.
+    config.grid.folds = (1, 2)
+    config.train.ensemble = True
+    config.analysis.enabled = True
+    experiment.check_resume(config, workdir)
+    config.train.learning_rate = 0.1
+    with pytest.raises(ValueError, match=r"train.learning_rate: 0.001 -> 0.1\)"):
+        experiment.run(config, workdir)
+    assert not (tmp_path / "raw").exists()

@@ -42,6 +42,7 @@ def workdir(tmp_path_factory, demo_sources):
     config.grid.folds = (1,)
     config.train.num_epochs = 1
     config.train.head_num_epochs = 1
+    config.analysis.image_size = 48  # CCA stimuli at another size than training (Q6)
     experiment.run(config, tmp / "run")
     return tmp / "run"
 
@@ -67,7 +68,8 @@ def test_cli_writes_paper_schemas_and_a_side_by_side_report(workdir):
             assert 0.0 < float(row[layer]) <= 1.0 + 1e-6
     sampling = json.loads((out / "CCA_breast_sampling.json").read_text())
     fold = sampling["folds"]["fold1"]
-    assert fold["stimuli"].startswith("fold1_test")
+    assert fold["stimuli"] == "fold1_test (held out), 48 px"
+    assert fold["image_size"] == 48
     assert fold["repetitions"] == 5 and fold["seed"] == [0, 1]
     assert set(fold["taps"]) == {
         "conv1_relu",
