@@ -333,6 +333,13 @@ def run(
             if "full_taps" in fold_result:
                 full_taps = fold_result["full_taps"]
                 timings[f"full_depth_fold{fold}_s"] = fold_result["full_seconds"]
+        order = {pair: k for k, pair in enumerate(pairs.csv_row_order(target))}
+
+        def paper_order(row):  # each pair's folds together, as the paper's file
+            return order[row["model1"], row["model2"]], int(row["fold"][4:])
+
+        cca_rows.sort(key=paper_order)
+        full_rows.sort(key=paper_order)
         files.write_text(
             out / f"CCA_{target}.csv", tables.csv_text(tables.CCA_HEADER, cca_rows)
         )
@@ -410,6 +417,8 @@ def run(
     ref = tables.read_reference(reference, [target]) if reference else None
     details = {
         "protocol": config.protocol,
+        "AUC": f"{config.eval.auc} (config.eval.auc, Q5; the paper's tables: "
+        "sklearn binary or OvR weighted on the held-out fold, v1)",
         "image size": f"training {config.data.size} px, CCA "
         f"{experiment.cca_image_size(config)} px (config.analysis.image_size; "
         "CCA.py used 96 pcam-small, 224 breast, mammograms and thyroid, 112 "

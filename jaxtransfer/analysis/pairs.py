@@ -66,6 +66,31 @@ def paper_pairs(target: str) -> list[tuple[str, str]]:
     ]
 
 
+def csv_row_order(target: str) -> list[tuple[str, str]]:
+    """The 14 pairs in the row order of the paper's CCA_<target>.csv, in CSV names.
+
+    The paper's file lists each pair's five folds together, pairs in this order.
+    """
+    im_f, im_t = (finetuned_name(target, "ImageNet", f) for f in (False, True))
+    rad_f, rad_t = (finetuned_name(target, "RadImageNet", f) for f in (False, True))
+    return [
+        (rad_f, "RadImageNet"),
+        (im_f, "ImageNet"),
+        (im_f, rad_f),
+        ("ImageNet", "RadImageNet"),
+        (im_f, RANDOM),
+        (rad_f, RANDOM),
+        (RANDOM, RANDOM),
+        ("ImageNet", RANDOM),
+        ("RadImageNet", RANDOM),
+        (im_f, im_t),
+        (rad_f, rad_t),
+        (im_t, rad_t),
+        (im_t, "ImageNet"),
+        (rad_t, "RadImageNet"),
+    ]
+
+
 def csv_name(network: str) -> str:
     """The name a network has in the paper's CSVs."""
     return RANDOM if network == SECOND_RANDOM else network
