@@ -230,6 +230,10 @@ def gain_scatter(
                 )
             else:
                 ax.set_title(layer, fontsize=9)
+                if not finite.any():  # e.g. CCA undefined: too few datapoints
+                    ax.text(0.5, 0.5, "no CCA values", ha="center", va="center",
+                            transform=ax.transAxes, color="0.4")  # fmt: skip
+                    ax.set_xticks([])
             ax.grid(alpha=0.3)
             if col == 0:
                 ax.set_ylabel(f"{source}\nrelative AUC gain")
