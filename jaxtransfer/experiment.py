@@ -536,11 +536,16 @@ def finish_run(
 AUC_CHOICES = ("keras_micro", "micro", "macro", "weighted", "binary", "v1_sklearn")
 
 
-def auc_key(config: ConfigDict, num_classes: int) -> str:
-    """Which AUC fills the AUC column (Q5); a clear error for an unknown choice."""
-    choice = config.eval.auc
+def check_auc_choice(choice: str) -> None:
+    """Raises a ValueError naming config.eval.auc unless ``choice`` is known."""
     if choice not in AUC_CHOICES:
         raise ValueError(f"config.eval.auc={choice!r}: expected one of {AUC_CHOICES}")
+
+
+def auc_key(config: ConfigDict, num_classes: int) -> str:
+    """Which AUC fills the AUC column (Q5); a clear error if it does not fit."""
+    choice = config.eval.auc
+    check_auc_choice(choice)
     if choice == "binary" and num_classes != 2:
         raise ValueError(
             f"config.eval.auc='binary' needs a binary target; {config.target} has "
@@ -637,7 +642,7 @@ def run(config: ConfigDict, workdir: str | os.PathLike) -> dict:
         cca.check_decomposition(
             config.analysis.cca_decomposition, "config.analysis.cca_decomposition"
         )
-    auc_key(config, 2)  # the name now; whether it fits the target once data is read
+    check_auc_choice(config.eval.auc)  # whether it fits the target: once data is read
     directory = ensure_inputs(config)
     primary = sharding.is_primary()  # every process trains; process 0 writes
     workdir.mkdir(parents=True, exist_ok=True)
