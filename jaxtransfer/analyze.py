@@ -130,12 +130,11 @@ def cca_stimuli(config: ConfigDict, fold: int) -> tuple[np.ndarray, str]:
     (Q6: CCA.py built 224 px networks for breast, mammograms and thyroid).
     """
     size = experiment.cca_image_size(config)
-    directory = experiment.dataset_dir(config, size)
-    if not (directory / "dataset_info.json").is_file():
+    if not experiment.is_prepared(config, size):
         raise FileNotFoundError(
-            f"no prepared dataset at {directory} for the CCA stimuli ({size} px). "
-            f"Prepare it with: {experiment.prepare_command(config, size)}"
+            experiment.unprepared_message(config, size, "CCA stimuli (Q6)")
         )
+    directory = experiment.dataset_dir(config, size)
     parts = ("val", "test") if config.protocol == "v1" else ("test",)
     images = [loader.load_split(directory, f"fold{fold}_{p}").images for p in parts]
     split = " + ".join(f"fold{fold}_{p}" for p in parts)

@@ -99,6 +99,19 @@ def cca_image_size(config: ConfigDict) -> int:
     return config.analysis.get("image_size") or config.data.size
 
 
+def is_prepared(config: ConfigDict, size: int) -> bool:
+    """Whether the target's dataset at ``size`` has been prepared."""
+    return (dataset_dir(config, size) / "dataset_info.json").is_file()
+
+
+def unprepared_message(config: ConfigDict, size: int, use: str) -> str:
+    """Where the dataset at ``size`` (needed for ``use``) is missing, and the fix."""
+    return (
+        f"no prepared dataset at {dataset_dir(config, size)} ({use}). Prepare it "
+        f"from the raw download with: {prepare_command(config, size)}"
+    )
+
+
 def prepare_command(config: ConfigDict, size: int) -> str:
     """The command that prepares the target's dataset at ``size``."""
     folds = (
@@ -172,8 +185,7 @@ def ensure_inputs(config: ConfigDict) -> Path:
     unprepared = [
         size
         for size in sizes
-        if not config.data.synthetic
-        and not (dataset_dir(config, size) / "dataset_info.json").is_file()
+        if not config.data.synthetic and not is_prepared(config, size)
     ]
     if (
         unprepared
@@ -189,10 +201,7 @@ def ensure_inputs(config: ConfigDict) -> Path:
         )
     for size in unprepared:
         use = "training" if size == config.data.size else "CCA stimuli (Q6)"
-        problems.append(
-            f"no prepared dataset at {dataset_dir(config, size)} ({use}). Prepare it "
-            f"from the raw download with: {prepare_command(config, size)}"
-        )
+        problems.append(unprepared_message(config, size, use))
     if problems:
         raise FileNotFoundError("cannot start:\n- " + "\n- ".join(problems))
     return dataset_dir(config)
@@ -498,13 +507,14 @@ def finish_run(
         config.train.eval_batch_size,
     )
     aucs = metrics.auc_scores(data["test"]["labels"], probs)
+    definition = auc_key(config, num_classes)
     result = {
         "target": config.target,
         "source": spec.source,
         "freeze": f"freeze{spec.freeze}",
         "fold": f"fold{spec.fold}",
-        "AUC": aucs[auc_key(config, num_classes)],
-        "AUC_definition": auc_key(config, num_classes),  # which of `auc` (Q5)
+        "AUC": aucs[definition],
+        "AUC_definition": definition,  # which of `auc` (Q5)
         "auc": aucs,
         "test/loss": test["loss"],
         "test/accuracy": test["accuracy"],

@@ -300,19 +300,18 @@ def read_paper_fold_csv(csv_file: str | os.PathLike) -> list[PaperFoldRow]:
         ]
 
 
-def paper_fold_files(folds_dir: str | os.PathLike) -> list[Path]:
-    """The `{train,val,test}_fold{1..5}.csv` a paper fold folder holds."""
-    folds_dir = Path(folds_dir)
-    return [
-        folds_dir / f"{split}_fold{number}.csv"
-        for number in range(1, NUM_FOLDS + 1)
-        for split in SPLIT_NAMES
-    ]
+def paper_fold_file(folds_dir: str | os.PathLike, split: str, number: int) -> Path:
+    """One CSV of a paper fold folder: `<split>_fold<number>.csv`."""
+    return Path(folds_dir) / f"{split}_fold{number}.csv"
 
 
 def has_paper_fold_csvs(folds_dir: str | os.PathLike) -> bool:
     """Whether `folds_dir` holds every fold CSV of one target."""
-    return all(path.is_file() for path in paper_fold_files(folds_dir))
+    return all(
+        paper_fold_file(folds_dir, split, number).is_file()
+        for number in range(1, NUM_FOLDS + 1)
+        for split in SPLIT_NAMES
+    )
 
 
 def read_paper_fold_rows(
@@ -322,7 +321,7 @@ def read_paper_fold_rows(
     folds_dir = Path(folds_dir)
     return [
         {
-            split: read_paper_fold_csv(folds_dir / f"{split}_fold{number}.csv")
+            split: read_paper_fold_csv(paper_fold_file(folds_dir, split, number))
             for split in SPLIT_NAMES
         }
         for number in range(1, NUM_FOLDS + 1)
