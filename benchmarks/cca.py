@@ -253,7 +253,14 @@ def bench_paper(args, rng, peak_gflops, bandwidth_gbs):
         fraction_of_bound=bound_seconds / cov_seconds,
         **common,
     )
-    return reference_seconds / count
+    return dict(
+        x=x,
+        y=y,
+        reference=np.asarray(reference),
+        per_cca_seconds=reference_seconds / count,
+        num_calls=num_calls,
+        chunk=chunk,
+    )
 
 
 def _impl(name, decomposition):
@@ -342,24 +349,18 @@ GRAM_PRECISIONS = {
 _CPU_NOTE = "XLA:CPU computes the bf16 presets in float32: same numbers as highest"
 
 
-def bench_gram_precisions(args, rng, reference_per_cca):
+def bench_gram_precisions(args, paper):
     """The paper workload with faster Gram-product algorithms (GPU tensor cores).
 
     The kernel is `mean_cca_from_covariance` on `joint_covariance(x, y, precision)`,
-    i.e. `mean_cca` with only the Gram product's precision changed; the error is
-    measured against the float64 reference on the first pairs.
+    i.e. `mean_cca` with only the Gram product's precision changed, on the paper
+    workload's data (`paper`, from `bench_paper`); the error is measured against
+    the float64 reference values of its first pairs.
     """
-    num_points, channels, total = args.points, 64, args.num_ccas
-    chunk = min(args.chunk, total)
-    x_host, y_host = _pairs(rng, chunk, num_points, channels)
-    x, y = jnp.asarray(x_host), jnp.asarray(y_host)
-    subset = min(args.reference_count, chunk)
-    reference = np.array(
-        [cca.mean_cca_reference_numpy(x_host[i], y_host[i]) for i in range(subset)]
-    )
-    num_calls = math.ceil(total / chunk)
-    count = num_calls * chunk
-    common = _workload("paper", count, num_points, channels, chunk=chunk)
+    x, y, reference = paper["x"], paper["y"], paper["reference"]
+    num_calls, chunk = paper["num_calls"], paper["chunk"]
+    subset, count = len(reference), num_calls * chunk
+    common = _workload("paper", count, args.points, 64, chunk=chunk)
     if jax.default_backend() == "cpu":
         common["note"] = _CPU_NOTE
     for name in args.gram_precisions:
@@ -392,7 +393,7 @@ def bench_gram_precisions(args, rng, reference_per_cca):
                 impl=_impl(f"jax_mean_cca_float32_gram_{name}", decomposition),
                 seconds=seconds,
                 per_cca_ms=seconds / count * 1e3,
-                speedup=reference_per_cca * count / seconds,
+                speedup=paper["per_cca_seconds"] * count / seconds,
                 max_abs_error_vs_reference=float(np.max(np.abs(values - reference))),
                 gram_precision=name,
                 decomposition=decomposition,
@@ -513,11 +514,11 @@ def main():
     rng = np.random.default_rng(args.seed)
     peak_gflops = _matmul_peak_gflops(args.peak_size)
     bandwidth_gbs = _copy_bandwidth_gbs()
-    reference_per_cca = bench_paper(args, rng, peak_gflops, bandwidth_gbs)
-    bench_gram_precisions(args, rng, reference_per_cca)
+    paper = bench_paper(args, rng, peak_gflops, bandwidth_gbs)
+    bench_gram_precisions(args, paper)
     if args.shared_sample:
         for decomposition in args.decompositions:
-            bench_shared_sample(args, rng, reference_per_cca, decomposition)
+            bench_shared_sample(args, rng, paper["per_cca_seconds"], decomposition)
     bench_full_width(args, rng)
     bench_full_depth_pairs(args, rng)
 
