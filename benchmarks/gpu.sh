@@ -53,8 +53,8 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=c
 python3 -c "import jax, flax, optax, torch; print('jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__, 'torch', torch.__version__, jax.devices())"
 
 tt=benchmarks/train_throughput.py
-run train_bf16_112 200 python3 $tt --sizes 112 --batch 128 --dtypes bfloat16 \
-  --members 5 --iters 10 --impls jaxtransfer,torch_eager --output /tmp/tt1.json
+run train_bf16_112 150 python3 $tt --sizes 112 --batch 128 --dtypes bfloat16 \
+  --members 1 --iters 10 --impls jaxtransfer,torch_eager --output /tmp/tt1.json
 run cca 120 python3 benchmarks/cca.py --shared-sample --chunk 350 \
   --reference-count 20 --repeats 3
 # The CCA kernel's GPU options, each with its error against the float64 reference:
@@ -66,24 +66,25 @@ run cca 120 python3 benchmarks/cca.py --shared-sample --chunk 350 \
 run cca_jacobi 240 python3 benchmarks/cca.py --chunk 875 --reference-count 20 \
   --repeats 2 --decompositions linalg,jacobi --shared-sample \
   --gram-precisions highest,bf16_3x,bf16_6x,tf32_3x
+# The fold ensemble, vmapped (ensemble_map_112 at the end runs it as lax.map,
+# config.train.ensemble_vectorize=False).
+run ensemble_112 300 python3 $tt --sizes 112 --batch 128 --dtypes bfloat16 \
+  --members 5 --iters 10 --impls jaxtransfer --ensemble-only --output /tmp/tt6.json
+run train_bf16_224 150 python3 $tt --sizes 224 --batch 128 --dtypes bfloat16 \
+  --members 1 --iters 10 --impls jaxtransfer,torch_eager --output /tmp/tt4.json
+# Ablation: 1x1 convolutions as cuDNN convolutions instead of matrix products
+# (the H200's remat abort was in XLA's GEMM fusion, most likely of those products).
+run pointwise_conv_224 150 python3 $tt --sizes 224 --batch 128 --dtypes bfloat16 \
+  --members 1 --iters 10 --impls jaxtransfer --pointwise-as-conv --output /tmp/tt8.json
 run memory_25 120 python3 $tt --memory-only --sizes 112 --batch 128 \
   --dtypes bfloat16 --members 25 --output /tmp/tt2.json
 # --remat adds XLA_FLAGS=--xla_gpu_enable_triton_gemm=false (jaxtransfer/xla_flags.py).
 run memory_25_remat 120 python3 $tt --memory-only --sizes 112 --batch 128 \
   --dtypes bfloat16 --members 25 --remat --output /tmp/tt3.json
-run train_bf16_224 150 python3 $tt --sizes 224 --batch 128 --dtypes bfloat16 \
-  --members 1 --iters 10 --impls jaxtransfer,torch_eager --output /tmp/tt4.json
-run augment 60 python3 benchmarks/augment.py --size 112 --batch 128 --iters 50
 run train_fp32_112 150 python3 $tt --sizes 112 --batch 128 --dtypes float32 \
   --members 1 --iters 10 --impls jaxtransfer,torch_eager --output /tmp/tt5.json
-# The fold ensemble, vmapped and as lax.map (config.train.ensemble_vectorize).
-run ensemble_112 300 python3 $tt --sizes 112 --batch 128 --dtypes bfloat16 \
-  --members 5 --iters 10 --impls jaxtransfer --ensemble-only --output /tmp/tt6.json
+run augment 60 python3 benchmarks/augment.py --size 112 --batch 128 --iters 50
 run ensemble_map_112 300 python3 $tt --sizes 112 --batch 128 --dtypes bfloat16 \
   --members 5 --iters 10 --impls jaxtransfer --ensemble-only --ensemble-map \
   --output /tmp/tt7.json
-# Ablation: 1x1 convolutions as cuDNN convolutions instead of matrix products
-# (the remat abort above was in XLA's GEMM fusion, most likely of those products).
-run pointwise_conv_224 150 python3 $tt --sizes 224 --batch 128 --dtypes bfloat16 \
-  --members 1 --iters 10 --impls jaxtransfer --pointwise-as-conv --output /tmp/tt8.json
 echo "== done after $SECONDS s"
