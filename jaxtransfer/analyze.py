@@ -45,7 +45,7 @@ from jaxtransfer.analysis import (
     similarity,
     tables,
 )
-from jaxtransfer.analysis.cca import DECOMPOSITIONS
+from jaxtransfer.analysis.cca import DECOMPOSITION_CHOICES, resolve_decomposition
 from jaxtransfer.data import loader
 from jaxtransfer.models import pretrained, resnet
 
@@ -193,6 +193,7 @@ def cca_of_fold(
         "stimuli": stimuli_split,
         "image_size": int(stimuli.shape[1]),
         "seconds": seconds,
+        "decomposition": decomposition,
         "networks": {n: networks[n].description for n in networks if n in used},
         "per_repetition": {
             f"{pairs.csv_name(m1)} vs {pairs.csv_name(m2)}": fold_cca.repetitions[
@@ -283,7 +284,7 @@ def run(
     seed: int = 0,
     batch_size: int = 32,
     cca: bool = True,
-    decomposition: str = "linalg",
+    decomposition: str = "auto",
 ) -> dict:
     """Analyses a finished workdir; writes everything into ``workdir/analysis``.
 
@@ -297,12 +298,14 @@ def run(
       batch_size: images per forward pass.
       cca: False skips the CCA (and the CCA-dependent tables).
       decomposition: the CCA kernel's eigen/singular-value method, "linalg"
-        (jnp.linalg; fastest on CPUs) or "jacobi" (batched; meant for GPUs).
+        (jnp.linalg; fastest on CPUs), "jacobi" (batched; fastest on GPUs) or
+        "auto" (the platform's faster one); recorded in the sampling details.
 
     Returns:
       A summary dict (also written as analysis/summary.json).
     """
     workdir = Path(workdir)
+    decomposition = resolve_decomposition(decomposition)
     out = workdir / "analysis"
     out.mkdir(parents=True, exist_ok=True)
     config = ConfigDict(json.loads((workdir / "config.json").read_text()))
@@ -480,10 +483,11 @@ def main(argv=None) -> int:
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument(
         "--cca_decomposition",
-        choices=DECOMPOSITIONS,
-        default="linalg",
-        help="eigen/singular values of the CCA kernel: jnp.linalg (LAPACK/cuSOLVER) "
-        "or batched Jacobi (for GPUs, where cuSOLVER decomposes one matrix at a time)",
+        choices=DECOMPOSITION_CHOICES,
+        default="auto",
+        help="eigen/singular values of the CCA kernel: jnp.linalg (LAPACK/cuSOLVER), "
+        "batched Jacobi (for GPUs, where cuSOLVER decomposes one matrix at a time), "
+        "or auto: Jacobi on a GPU, jnp.linalg elsewhere",
     )
     args = parser.parse_args(argv)
     host.reuse_freed_memory()  # before jax starts its backend

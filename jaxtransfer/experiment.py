@@ -649,7 +649,7 @@ def run(config: ConfigDict, workdir: str | os.PathLike) -> dict:
     workdir = Path(workdir)
     check_resume(config, workdir)
     if config.analysis.enabled:
-        cca.check_decomposition(
+        cca.resolve_decomposition(
             config.analysis.cca_decomposition, "config.analysis.cca_decomposition"
         )
     check_auc_choice(config.eval.auc)  # whether it fits the target: once data is read

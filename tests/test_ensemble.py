@@ -118,6 +118,12 @@ def test_ensemble_equals_sequential_runs(sequential, uninterrupted):
     assert min(head_epochs) < STAGES[0].num_epochs
 
 
+@pytest.mark.parametrize("backend, vmapped", [("cpu", True), ("gpu", False)])
+def test_ensemble_mode_by_platform(monkeypatch, backend, vmapped):
+    monkeypatch.setattr(jax, "default_backend", lambda: backend)
+    assert ensemble.vectorize_by_default() is vmapped
+
+
 def test_masked_member_is_untouched_and_lax_map_matches_the_step(datas):
     data = datas[0]["train"]
     states = []

@@ -194,7 +194,7 @@ def test_ensemble_vectorize_false_reaches_the_ensemble(
     config.grid.sources = ("ImageNet", "RadImageNet")
     config.grid.freeze = (False,)
     config.train.ensemble = True
-    config.train.ensemble_vectorize = False  # lax.map (the default vmaps)
+    config.train.ensemble_vectorize = False  # lax.map (the default: by platform)
     with pytest.raises(RuntimeError, match="stop before training"):
         experiment.run(config, tmp_path / "run")
     assert seen["vectorize"] is False

@@ -29,11 +29,12 @@ constant channels included), the float32 mean CCA agrees to about 1e-7 (64 and 2
 channels). The error grows with the condition number of the channel correlation
 matrices: for x against x @ M with condition ~6e3 it reached 1e-5.
 
-Decompositions. `decomposition="linalg"` (the default) uses `jnp.linalg` (LAPACK on a
-CPU, cuSOLVER on a GPU); `"jacobi"` uses the batched Jacobi methods of
+Decompositions. `decomposition="linalg"` (the kernels' default) uses `jnp.linalg`
+(LAPACK on a CPU, cuSOLVER on a GPU); `"jacobi"` uses the batched Jacobi methods of
 `jaxtransfer.analysis.jacobi`, which move all matrices of a batch in lockstep instead
 of decomposing them one after another (the GPU lowering for matrices above 32x32). On a
-CPU LAPACK is much faster; the Jacobi path is for accelerators. The option belongs to
+CPU LAPACK is much faster; on an H200 the Jacobi path made the paper's workload 10x
+faster (`resolve_decomposition("auto")` picks by platform). The option belongs to
 the mean-CCA family (`mean_cca`, `canonical_correlations` and their `_from_covariance`
 forms), the study's measure; SVCCA and PWCCA always use `jnp.linalg`.
 
@@ -182,12 +183,27 @@ def _masked_correlation(sigma, keep, diag_scaled, epsilon):
 
 
 DECOMPOSITIONS = ("linalg", "jacobi")
+# "auto" picks the platform's faster one: Jacobi on GPUs (10x faster than cuSOLVER's
+# one-matrix-at-a-time decompositions on an H200), LAPACK elsewhere (on a CPU the
+# Jacobi rounds are 3-10x slower). benchmarks/RESULTS.md has both measurements.
+DECOMPOSITION_CHOICES = ("auto", *DECOMPOSITIONS)
 
 
 def check_decomposition(decomposition: str, what: str = "decomposition") -> None:
     """Raises a ValueError naming ``what`` unless ``decomposition`` is known."""
     if decomposition not in DECOMPOSITIONS:
         raise ValueError(f"{what}={decomposition!r}: expected one of {DECOMPOSITIONS}")
+
+
+def resolve_decomposition(decomposition: str, what: str = "decomposition") -> str:
+    """``decomposition`` with "auto" replaced by the default backend's faster one."""
+    if decomposition == "auto":
+        return "jacobi" if jax.default_backend() == "gpu" else "linalg"
+    if decomposition not in DECOMPOSITIONS:
+        raise ValueError(
+            f"{what}={decomposition!r}: expected one of {DECOMPOSITION_CHOICES}"
+        )
+    return decomposition
 
 
 def _eigh(matrix, decomposition):

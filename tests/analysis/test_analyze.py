@@ -74,6 +74,7 @@ def test_cli_writes_paper_schemas_and_a_side_by_side_report(workdir):
     fold = sampling["folds"]["fold1"]
     assert fold["stimuli"] == "fold1_test (held out), 48 px"
     assert fold["image_size"] == 48
+    assert fold["decomposition"] == "linalg"  # "auto" on a CPU
     assert fold["repetitions"] == 5 and fold["seed"] == [0, 1]
     assert set(fold["taps"]) == {
         "conv1_relu",

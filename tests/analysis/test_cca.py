@@ -149,6 +149,17 @@ def test_unknown_decomposition_is_a_clear_error():
         cca.mean_cca(x, y, decomposition="qr")
 
 
+@pytest.mark.parametrize(
+    "backend, chosen", [("cpu", "linalg"), ("gpu", "jacobi"), ("tpu", "linalg")]
+)
+def test_auto_decomposition_picks_jacobi_only_on_gpus(monkeypatch, backend, chosen):
+    monkeypatch.setattr(jax, "default_backend", lambda: backend)
+    assert cca.resolve_decomposition("auto") == chosen
+    assert cca.resolve_decomposition("linalg") == "linalg"  # explicit names stay
+    with pytest.raises(ValueError, match="--cca='qr': expected one of .'auto'"):
+        cca.resolve_decomposition("qr", "--cca")
+
+
 @DECOMPOSITIONS
 def test_mean_cca_of_all_zero_or_constant_layer_is_zero(decomposition):
     x, y = _relu_pair(np.random.default_rng(13), 400, 5, 6)
