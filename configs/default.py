@@ -65,6 +65,10 @@ def get_config(arg: str | None = None) -> ConfigDict:
     # The reference runs both stages up to the same --epoch; None follows num_epochs.
     config.train.head_num_epochs = config_dict.placeholder(int)
     config.train.head_patience = 10  # early stopping on val accuracy
+    # Q13: the reference's head-stage EarlyStopping does not restore the best
+    # weights, so fine-tuning starts from the last head epoch; True starts it from
+    # the best-validation-accuracy head instead.
+    config.train.head_keep_best = False
     # Q4: TF-Keras BinaryCrossentropy on a 2-way softmax is sigmoid BCE on each
     # pre-softmax logit; "softmax_cross_entropy" is the textbook alternative.
     config.train.binary_loss = "sigmoid_bce_on_softmax_logits"

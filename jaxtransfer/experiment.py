@@ -309,7 +309,7 @@ def stages(config: ConfigDict, spec: RunSpec) -> list[fit.Stage]:
         t.head_patience,
         head_only=True,
         bn_train=False,
-        keep_best=False,
+        keep_best=t.head_keep_best,
     )
     return [head, finetune]
 

@@ -35,14 +35,15 @@ from jaxtransfer import files
 from jaxtransfer.analysis import figures, report, similarity, tables
 
 # Config fields every pooled target must share: the protocol (splits, early
-# stopping), the network, the AUC definition (Q5) and the loss and BatchNorm
-# choices (Q4, Q3) and augmentation convention behind the AUCs.
+# stopping), the network, the AUC definition (Q5) and the loss, BatchNorm and
+# head-stage weight choices (Q4, Q3, Q13) and augmentation convention behind the AUCs.
 MUST_MATCH = (
     "protocol",
     "model.name",
     "eval.auc",
     "train.binary_loss",
     "train.stage2_bn_train",
+    "train.head_keep_best",
     "train.augment_convention",
 )
 # Config groups that differ between targets by design (data, image size, paths)

@@ -211,6 +211,15 @@ def test_head_stage_runs_up_to_num_epochs_unless_told_otherwise():
     assert experiment.stages(config, spec)[0].num_epochs == 2
 
 
+def test_head_stage_keeps_its_last_weights_as_the_reference_unless_told_otherwise():
+    config = default.for_target("knee")
+    spec = experiment.RunSpec("ImageNet", True, 1)
+    head, finetune = experiment.stages(config, spec)
+    assert not head.keep_best and finetune.keep_best  # Q13, and ModelCheckpoint
+    config.train.head_keep_best = True
+    assert experiment.stages(config, spec)[0].keep_best
+
+
 def test_cca_stimuli_at_the_papers_size_are_checked_before_any_compute(tmp_path):
     assert default.for_target("knee").analysis.image_size == 112
     config = default.for_target("thyroid")

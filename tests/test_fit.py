@@ -105,12 +105,16 @@ def test_head_stage_leaves_backbone_and_batchnorm_untouched(data, tmp_path):
     )
 
 
-def test_finetune_keeps_best_validation_loss_weights(data, tmp_path):
-    stages = [fit.Stage("finetune", 3e-3, 4, "loss", 30, False, True, True)]
+@pytest.mark.parametrize("keep_best", [True, False])
+def test_stage_ends_on_best_or_last_validation_weights(data, tmp_path, keep_best):
+    # A learning rate high enough that the last epoch is not the best one.
+    stages = [fit.Stage("finetune", 5e-3, 4, "loss", 30, False, True, keep_best)]
     records = []
     model, history = _run(data, tmp_path / "best", stages=stages, log=records.append)
     best = int(np.argmin([r["val/loss"] for r in history]))
-    # Re-evaluating the final weights gives the best epoch's validation loss.
+    assert best != len(history) - 1
+    best = best if keep_best else -1
+    # Re-evaluating the final weights gives the best (or last) epoch's val loss.
     graphdef, state = train.create_state(model, train.optax.identity(), nnx.Param)
     _, eval_step = train.make_steps(graphdef, 2, train.StepConfig())
     val, _ = train.evaluate(eval_step, state, data["val"].images, data["val"].labels, 4)
