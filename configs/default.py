@@ -22,6 +22,7 @@ def get_config(arg: str | None = None) -> ConfigDict:
     config = ConfigDict()
     config.target = ""
     config.protocol = "v2"  # the splits (v1: val + test held out); see apply_v1
+    config.preset = ""  # "v1" once apply_v1 has set v1's training and AUC fields too
     config.seed = 0
 
     config.data = ConfigDict()
@@ -124,6 +125,7 @@ def get_config(arg: str | None = None) -> ConfigDict:
 def apply_v1(config: ConfigDict) -> ConfigDict:
     """The protocol behind the committed result tables (PROTOCOL.md §0)."""
     config.protocol = "v1"
+    config.preset = "v1"
     config.train.patience = 3
     config.train.head_patience = 2
     # v1 binary heads are Dense(1, sigmoid) with standard BCE; AUC from sklearn.

@@ -644,10 +644,25 @@ def check_resume(config: ConfigDict, workdir: Path) -> None:
         )
 
 
+def partial_v1_warning(config: ConfigDict) -> str | None:
+    """A warning when v1's splits were asked for without the rest of the v1 preset."""
+    if config.protocol != "v1" or config.get("preset") == "v1":
+        return None
+    return (
+        "config.protocol='v1' without the v1 preset: only the splits follow v1; "
+        f"patience {config.train.patience}, binary loss {config.train.binary_loss!r} "
+        f"and AUC {config.eval.auc!r} stay as set. For the protocol behind the "
+        "published tables use the config file's :v1 argument "
+        "(e.g. --config=configs/knee.py:v1)."
+    )
+
+
 def run(config: ConfigDict, workdir: str | os.PathLike) -> dict:
     """Runs (or resumes) the whole grid of ``config`` in ``workdir``."""
     workdir = Path(workdir)
     check_resume(config, workdir)
+    if warning := partial_v1_warning(config):
+        logging.warning(warning)
     if config.analysis.enabled:
         cca.resolve_decomposition(
             config.analysis.cca_decomposition, "config.analysis.cca_decomposition"

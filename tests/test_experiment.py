@@ -211,6 +211,16 @@ def test_head_stage_runs_up_to_num_epochs_unless_told_otherwise():
     assert experiment.stages(config, spec)[0].num_epochs == 2
 
 
+def test_v1_splits_without_the_v1_preset_are_flagged():
+    assert experiment.partial_v1_warning(default.for_target("knee")) is None
+    assert experiment.partial_v1_warning(default.for_target("knee", arg="v1")) is None
+    config = default.for_target("knee")
+    config.protocol = "v1"
+    warning = experiment.partial_v1_warning(config)
+    assert "only the splits follow v1" in warning and "patience 30" in warning
+    assert "configs/knee.py:v1" in warning
+
+
 def test_head_stage_keeps_its_last_weights_as_the_reference_unless_told_otherwise():
     config = default.for_target("knee")
     spec = experiment.RunSpec("ImageNet", True, 1)
