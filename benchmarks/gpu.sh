@@ -54,7 +54,8 @@ python3 -c "import jax, flax, optax, torch; print('jax', jax.__version__, 'flax'
 
 tt=benchmarks/train_throughput.py
 run train_bf16_112 150 python3 $tt --sizes 112 --batch 128 --dtypes bfloat16 \
-  --members 1 --iters 10 --impls jaxtransfer,torch_eager --output /tmp/tt1.json
+  --members 1 --iters 10 --impls jaxtransfer,torch_eager --flax-batchnorm \
+  --output /tmp/tt1.json
 run cca 120 python3 benchmarks/cca.py --shared-sample --chunk 350 \
   --reference-count 20 --repeats 3
 # The CCA kernel's GPU options, each with its error against the float64 reference:

@@ -29,11 +29,13 @@ another inside the step (`jax.lax.map`) instead of vmapping them. `--remat` make
 the jaxtransfer steps recompute each block in the backward pass
 (`train.StepConfig.remat`). `--pointwise-as-conv` runs the 1x1 convolutions as XLA
 convolutions instead of the matrix products jaxtransfer uses (an ablation).
+`--flax-batchnorm` adds a row with Flax's own BatchNorm gradient beside the plain
+jaxtransfer row (an ablation of `jaxtransfer.models.batch_norm`).
 
 Usage:
   python benchmarks/train_throughput.py [--sizes 112,224] [--batch 32]
       [--dtypes float32,bfloat16] [--members 5] [--iters 5] [--impls ...] [--remat]
-      [--ensemble-map] [--ensemble-only] [--pointwise-as-conv]
+      [--ensemble-map] [--ensemble-only] [--pointwise-as-conv] [--flax-batchnorm]
       [--output benchmarks/train_throughput.json]
 Prints one JSON object per line per measurement (keys impl, size, batch, dtype,
 members, images_per_s, device, ...) and writes them all to --output.
@@ -60,7 +62,7 @@ import timing  # noqa: E402  (benchmarks/timing.py, beside this script)
 
 from jaxtransfer import ensemble, train, xla_flags  # noqa: E402
 from jaxtransfer.data import augment  # noqa: E402
-from jaxtransfer.models import resnet  # noqa: E402
+from jaxtransfer.models import batch_norm, resnet  # noqa: E402
 
 NUM_CLASSES = 2
 LEARNING_RATE = 1e-5  # the paper's fine-tuning stage
@@ -105,6 +107,18 @@ def _as_lax_convs(model):
     return model
 
 
+def _as_flax_batchnorm(model):
+    """Gives the model's BatchNorm layers back Flax's autodiff training gradient.
+
+    jaxtransfer's ``BatchNorm`` is ``nnx.BatchNorm`` with a closed-form gradient
+    (``jaxtransfer.models.batch_norm``); ``--flax-batchnorm`` measures what it saves.
+    """
+    for _, module in nnx.iter_modules(model):
+        if isinstance(module, batch_norm.BatchNorm):
+            module.__class__ = nnx.BatchNorm
+    return model
+
+
 @dataclasses.dataclass(frozen=True)
 class Variant:
     """How the jaxtransfer step is built, beyond size, batch, dtype and members."""
@@ -113,6 +127,7 @@ class Variant:
     remat: bool = False
     vectorize: bool = True  # an ensemble's members vmapped, else lax.map
     pointwise_as_conv: bool = False  # 1x1 convolutions as XLA convs (ablation)
+    flax_batchnorm: bool = False  # nnx.BatchNorm's autodiff gradient (ablation)
 
     def record(self, members: int) -> dict:
         return {
@@ -120,6 +135,7 @@ class Variant:
             "remat": self.remat,
             "ensemble_vectorize": self.vectorize if members > 1 else None,
             "pointwise": "conv" if self.pointwise_as_conv else "matmul",
+            "batchnorm": "flax" if self.flax_batchnorm else "closed_form_vjp",
         }
 
 
@@ -143,6 +159,8 @@ def _jax_step(size, batch, dtype, members, variant, rng, abstract=False):
         )
         if variant.pointwise_as_conv:
             _as_lax_convs(model)
+        if variant.flax_batchnorm:
+            _as_flax_batchnorm(model)
         graphdef, state = train.create_state(model, config.optimizer, nnx.Param)
         states.append(state)
     if abstract:
@@ -291,14 +309,16 @@ def _runs(args, size, rng, variant):
     """(dtype, members, thunk) of every measurement at one image size."""
     for dtype in args.dtypes:
 
-        def jax_run(members, use_augment, dtype=dtype):
-            chosen = dataclasses.replace(variant, augment=use_augment)
+        def jax_run(members, use_augment, dtype=dtype, **changes):
+            chosen = dataclasses.replace(variant, augment=use_augment, **changes)
             return lambda: bench_jaxtransfer(
                 size, args.batch, dtype, members, chosen, args.iters, rng
             )
 
         if "jaxtransfer" in args.impls and not args.ensemble_only:
             yield dtype, 1, jax_run(1, False)
+            if args.flax_batchnorm:
+                yield dtype, 1, jax_run(1, False, flax_batchnorm=True)
             yield dtype, 1, jax_run(1, True)
         if "torch_eager" in args.impls:
             for channels_last in (False, True):
@@ -348,6 +368,11 @@ def main(argv=None) -> list[dict]:
         "--pointwise-as-conv",
         action="store_true",
         help="jaxtransfer's 1x1 convolutions as XLA convolutions, not matmuls",
+    )
+    parser.add_argument(
+        "--flax-batchnorm",
+        action="store_true",
+        help="also time the step with nnx.BatchNorm's autodiff gradient (ablation)",
     )
     parser.add_argument("--output", default="benchmarks/train_throughput.json")
     args = parser.parse_args(argv)

@@ -24,6 +24,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxtransfer.models.batch_norm import BatchNorm
+
 Variant = Literal["keras", "torchvision"]
 
 RESNET50_STAGE_SIZES = (3, 4, 6, 3)
@@ -146,7 +148,7 @@ class Bottleneck(nnx.Module):
             )
 
         def norm(features):
-            return nnx.BatchNorm(
+            return BatchNorm(
                 features,
                 momentum=BN_MOMENTUM,
                 epsilon=KERAS_BN_EPSILON if keras else TORCH_BN_EPSILON,
@@ -224,7 +226,7 @@ class ResNet(nnx.Module):
             dtype=dtype,
             rngs=rngs,
         )
-        self.conv1_bn = nnx.BatchNorm(
+        self.conv1_bn = BatchNorm(
             width,
             momentum=BN_MOMENTUM,
             epsilon=KERAS_BN_EPSILON if keras else TORCH_BN_EPSILON,
