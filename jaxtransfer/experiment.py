@@ -646,7 +646,7 @@ def check_resume(config: ConfigDict, workdir: Path) -> None:
 
 def partial_v1_warning(config: ConfigDict) -> str | None:
     """A warning when v1's splits were asked for without the rest of the v1 preset."""
-    if config.protocol != "v1" or config.get("preset") == "v1":
+    if config.protocol != "v1" or config.preset == "v1":
         return None
     return (
         "config.protocol='v1' without the v1 preset: only the splits follow v1; "
