@@ -143,6 +143,21 @@ def test_mean_cca_with_datapoints_barely_above_channels(shape, decomposition):
     assert result == pytest.approx(expected, abs=1e-4)
 
 
+@DECOMPOSITIONS
+def test_exactly_dependent_channels_add_no_canonical_correlation(decomposition):
+    # With few datapoints a layer's channels can be exactly linearly dependent (the
+    # demo's trained networks at N = 92, d = 64). svcca's float64 numerics break
+    # there (NaN, or coefficients above 1: benchmarks/RESULTS.md); the kernel treats
+    # the dependent directions as absent, like a pseudo-inverse, so the sum of the
+    # canonical correlations is that of the independent channels alone.
+    x, y = _relu_pair(np.random.default_rng(23), 92, 56, 64, shared=40, noise=0.5)
+    mixing = np.random.default_rng(24).standard_normal((8, 8)).astype(np.float32)
+    dependent = np.concatenate([x, x[:, :8] @ mixing], axis=1)  # 64 channels, rank 56
+    independent_sum = 56 * cca.mean_cca_reference_numpy(x, y)
+    result = float(mean_cca(dependent, y, decomposition=decomposition))
+    assert 64 * result == pytest.approx(independent_sum, abs=1e-3)
+
+
 def test_unknown_decomposition_is_a_clear_error():
     x, y = _relu_pair(np.random.default_rng(20), 50, 3, 3)
     with pytest.raises(ValueError, match="decomposition='qr': expected one of"):
