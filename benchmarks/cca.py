@@ -287,14 +287,14 @@ def bench_shared_sample(args, rng, reference_per_cca, decomposition):
         second=second,
         epsilon=1e-12,
         decomposition=decomposition,
-    )  # (groups, 14)
+    )  # .values (groups, 14)
 
     num_calls = math.ceil(groups_total / chunk)
     seconds = _time(
         lambda: [shared(nets) for _ in range(num_calls)], repeats=args.repeats
     )
     count = num_calls * chunk * len(PAPER_PAIRS)
-    values = np.asarray(shared(nets))[0]  # the first group's 14 pairs
+    values = np.asarray(shared(nets).values)[0]  # the first group's 14 pairs
     host = np.asarray(nets[0])
     reference = [cca.mean_cca_reference_numpy(host[a], host[b]) for a, b in PAPER_PAIRS]
     _emit(

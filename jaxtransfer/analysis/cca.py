@@ -34,10 +34,11 @@ datapoints make likely) are where svcca's own numerics break: the pinv of the
 eps-regularised matrix leaves eigenvalues at rounding level, whose inverse square
 roots give NaN or canonical correlations above 1. The kernels treat those directions
 as absent, as a pseudo-inverse would, so a dependent channel adds no correlation
-(tests pin it). On the demo run's trained networks (840 CCAs, benchmarks/RESULTS.md)
-the float32 kernel was within 1.4e-5 of the reference wherever the reference's
-coefficients stayed at most 1, and up to 0.021 off in the 19 CCAs (N = 92, d = 64)
-where they did not.
+(tests pin it), and count them (`Whitening.dependent`; the analysis notes where).
+On the demo run's trained networks (840 CCAs, benchmarks/RESULTS.md) the float32
+kernel was within 1.4e-5 of the reference wherever the reference's coefficients
+stayed at most 1, and up to 0.021 off in the 19 CCAs (N = 92, d = 64) where they
+did not.
 
 Decompositions. `decomposition="linalg"` (the kernels' default) uses `jnp.linalg`
 (LAPACK on a CPU, cuSOLVER on a GPU); `"jacobi"` uses the batched Jacobi methods of
@@ -238,7 +239,8 @@ def _inverse_sqrt(matrix, decomposition="linalg"):
       decomposition: "linalg" or "jacobi" (see the module docstring).
 
     Returns:
-      The inverse square root, shape (..., D, D).
+      The inverse square root, shape (..., D, D), and the number of eigenvalues
+      kept (the numerical rank), shape (...).
     """
     eigenvalues, eigenvectors = _eigh(matrix, decomposition)
     # eigh's absolute eigenvalue error is a small multiple of eps * max|eigenvalue|;
@@ -246,10 +248,10 @@ def _inverse_sqrt(matrix, decomposition="linalg"):
     # as pinv's default, would discard real directions of wide layers (D = 2048).
     largest = jnp.max(jnp.abs(eigenvalues), axis=-1, keepdims=True)
     cutoff = _EIGENVALUE_CUTOFF * jnp.finfo(matrix.dtype).eps * largest
-    inv_sqrt = jnp.where(
-        eigenvalues > cutoff, jax.lax.rsqrt(jnp.maximum(eigenvalues, cutoff)), 0
-    )
-    return _matmul(eigenvectors * inv_sqrt[..., None, :], _transpose(eigenvectors))
+    resolved = eigenvalues > cutoff
+    inv_sqrt = jnp.where(resolved, jax.lax.rsqrt(jnp.maximum(eigenvalues, cutoff)), 0)
+    whiten = _matmul(eigenvectors * inv_sqrt[..., None, :], _transpose(eigenvectors))
+    return whiten, jnp.sum(resolved, axis=-1)
 
 
 class Whitening(NamedTuple):
@@ -264,19 +266,27 @@ class Whitening(NamedTuple):
       corr: (..., D, D) masked correlation matrix (dropped channels: identity).
       inv_sqrt_diag: (..., D) inverse standard deviation of each kept channel.
       whiten: (..., D, D) inverse square root of ``corr``.
+      dependent: (...) int, directions of the kept channels that the whitening
+        dropped as unresolvable: kept channels that are (to float precision) linear
+        combinations of others. svcca's float64 numerics keep such directions, and
+        for exactly dependent channels give NaN or canonical correlations above 1
+        (see the module docstring).
     """
 
     keep: jax.Array
     corr: jax.Array
     inv_sqrt_diag: jax.Array
     whiten: jax.Array
+    dependent: jax.Array
 
 
 def whitening(sigma, epsilon=1e-12, decomposition="linalg") -> Whitening:
     """The `Whitening` of every covariance matrix in `sigma` (..., D, D)."""
     keep, diag_scaled = _kept_channels(sigma, epsilon)
     corr, inv_sqrt_diag = _masked_correlation(sigma, keep, diag_scaled, epsilon)
-    return Whitening(keep, corr, inv_sqrt_diag, _inverse_sqrt(corr, decomposition))
+    whiten, rank = _inverse_sqrt(corr, decomposition)
+    # Dropped channels sit on corr's diagonal as 1s, so they count in the rank.
+    return Whitening(keep, corr, inv_sqrt_diag, whiten, corr.shape[-1] - rank)
 
 
 def _whitenings(sigma_xx, sigma_yy, epsilon, decomposition):

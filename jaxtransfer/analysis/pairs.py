@@ -21,6 +21,7 @@ Two computations:
 import dataclasses
 import functools
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -120,6 +121,21 @@ def pair_indices(
     return first, second
 
 
+class PairwiseCCA(NamedTuple):
+    """Mean CCA of network pairs on shared samples.
+
+    Attributes:
+      values: (..., P) mean canonical correlations.
+      dependent: (..., nets) int, each network's channels that are linear
+        combinations of its others to float precision (`cca.Whitening.dependent`):
+        where positive, the values can differ from svcca's float64 numerics (the
+        paper's), which are ill-defined for exactly dependent channels.
+    """
+
+    values: jax.Array
+    dependent: jax.Array
+
+
 def _pairs_mean_cca(sigma_self, sigma_cross, first, second, epsilon, decomposition):
     """Mean CCA of every pair, each network's covariance decomposed once.
 
@@ -129,7 +145,7 @@ def _pairs_mean_cca(sigma_self, sigma_cross, first, second, epsilon, decompositi
       first, second: (P,) network index of each pair's two sides.
 
     Returns:
-      (..., P) mean canonical correlations.
+      `PairwiseCCA` with values (..., P) and dependent (..., nets).
     """
     sides = cca.whitening(sigma_self, epsilon, decomposition)  # fields (..., nets, ...)
     axis = sigma_self.ndim - 3  # the network axis
@@ -137,9 +153,10 @@ def _pairs_mean_cca(sigma_self, sigma_cross, first, second, epsilon, decompositi
     def side(index):
         return jax.tree.map(lambda v: jnp.take(v, index, axis=axis), sides)
 
-    return cca.mean_cca_from_whitening(
+    values = cca.mean_cca_from_whitening(
         side(first), sigma_cross, side(second), decomposition
     )
+    return PairwiseCCA(values, sides.dependent)
 
 
 @functools.partial(jax.jit, static_argnames=("epsilon", "decomposition"))
@@ -157,7 +174,8 @@ def pairwise_mean_cca(
       decomposition: "linalg" or "jacobi", as in `cca.mean_cca`.
 
     Returns:
-      (repetitions, P) mean canonical correlations, as `cca.mean_cca` of each pair.
+      `PairwiseCCA`: values (repetitions, P), as `cca.mean_cca` of each pair, and
+      dependent (repetitions, nets).
     """
     reps, nets, n, d = acts.shape
     stacked = jnp.moveaxis(acts, 1, 2).reshape(reps, n, nets * d)  # (reps, N, nets d)
@@ -255,15 +273,33 @@ def paper_cca(
             per_rep[:, :, t] = np.nan
             notes.append(f"{tap}: {n} datapoints <= {d} channels, CCA undefined (NaN)")
             continue
-        values = pairwise_mean_cca(
+        result = pairwise_mean_cca(
             jnp.asarray(stacked[tap]),
             first,
             second,
             epsilon=epsilon,
             decomposition=decomposition,
         )
-        per_rep[:, :, t] = np.asarray(values)
+        per_rep[:, :, t] = np.asarray(result.values)
+        notes += _dependence_notes(tap, names, np.asarray(result.dependent), n)
     return FoldCCA(list(pairs), plan.taps, per_rep.mean(axis=0), per_rep, notes)
+
+
+def _dependence_notes(tap, names, dependent, num_datapoints) -> list[str]:
+    """A note per network whose sampled channels were linearly dependent."""
+    notes = []
+    for k, name in enumerate(names):
+        counts = dependent[:, k]
+        if counts.any():
+            notes.append(
+                f"{tap}: {name}'s sampled channels are linearly dependent (to float "
+                f"precision) in {np.count_nonzero(counts)} of {len(counts)} "
+                f"repetitions (up to {counts.max()} directions, {num_datapoints} "
+                "datapoints); jaxtransfer leaves those directions out, where the "
+                "paper's float64 numerics keep them and can give NaN or "
+                "correlations above 1"
+            )
+    return notes
 
 
 # --- full depth -----------------------------------------------------------------
@@ -314,7 +350,7 @@ def mean_cca_from_sums(
         second,
         epsilon,
         decomposition,
-    )
+    ).values
 
 
 def _tap_groups(

@@ -82,7 +82,9 @@ def test_both_kernels_take_the_jacobi_decompositions():
     acts = np.maximum(acts, 0).astype(np.float32)  # (reps, nets, N, d)
     first, second = np.array([0, 1, 2]), np.array([1, 2, 0])
     sampled = {
-        d: np.asarray(pairs.pairwise_mean_cca(acts, first, second, decomposition=d))
+        d: np.asarray(
+            pairs.pairwise_mean_cca(acts, first, second, decomposition=d).values
+        )
         for d in cca.DECOMPOSITIONS
     }
     np.testing.assert_allclose(sampled["jacobi"], sampled["linalg"], atol=2e-6)
@@ -103,6 +105,30 @@ def test_both_kernels_take_the_jacobi_decompositions():
     }
     np.testing.assert_allclose(streamed["jacobi"], streamed["linalg"], atol=2e-6)
     np.testing.assert_allclose(streamed["linalg"], sampled["linalg"][0], atol=2e-6)
+
+
+def test_linearly_dependent_channels_are_counted_per_network_and_noted():
+    rng = np.random.default_rng(11)
+    latent = rng.standard_normal((2, 1, 200, 6))
+    acts = latent @ rng.standard_normal((3, 6, 16)) + rng.standard_normal(
+        (2, 3, 200, 16)
+    )
+    acts = np.maximum(acts, 0).astype(np.float32)  # (reps, nets, N, d)
+    # Network 1, repetition 0: 3 channels become combinations of 2 others.
+    acts[0, 1, :, -3:] = acts[0, 1, :, :2] @ rng.standard_normal((2, 3))
+    first, second = np.array([0, 1]), np.array([1, 2])
+    for decomposition in cca.DECOMPOSITIONS:
+        result = pairs.pairwise_mean_cca(
+            acts, first, second, decomposition=decomposition
+        )
+        np.testing.assert_array_equal(result.dependent, [[0, 3, 0], [0, 0, 0]])
+    notes = pairs._dependence_notes("conv1", ["a", "b", "c"], result.dependent, 200)
+    assert notes == [
+        "conv1: b's sampled channels are linearly dependent (to float precision) in "
+        "1 of 2 repetitions (up to 3 directions, 200 datapoints); jaxtransfer leaves "
+        "those directions out, where the paper's float64 numerics keep them and can "
+        "give NaN or correlations above 1"
+    ]
 
 
 def test_identical_models_have_cca_one_at_every_layer(stimuli):
@@ -126,10 +152,12 @@ def test_too_few_datapoints_give_nan_with_a_note():
     assert np.isnan(result.values[0, -1])  # block4: 10 datapoints, 64 channels
     assert np.isnan(result.values[0, -2])  # block3: 40 datapoints, 64 channels
     assert np.all(np.isfinite(result.values[0, :-2]))
-    assert [n.split(":")[0] for n in result.notes] == [
+    assert [n.split(":")[0] for n in result.notes if "undefined" in n] == [
         "conv4_block1_out",
         "conv5_block1_out",
     ]
+    # A constant image gives few distinct datapoints: dependent channels, noted.
+    assert any("linearly dependent" in n for n in result.notes)
 
 
 def test_full_depth_stream_equals_the_covariance_of_all_datapoints(stimuli):
