@@ -72,14 +72,18 @@ def test_pairwise_kernel_equals_the_float64_reference_on_the_samples(stimuli):
     np.testing.assert_allclose(result.values, result.repetitions.mean(0))
 
 
-def test_both_kernels_take_the_jacobi_decompositions():
-    # Three correlated "networks" sampled on the same datapoints.
-    rng = np.random.default_rng(7)
-    latent = rng.standard_normal((2, 1, 300, 4))
-    acts = latent @ rng.standard_normal((3, 4, 16)) + rng.standard_normal(
-        (2, 3, 300, 16)
+def _shared_sample(rng, num_points, latent_dim):
+    """ReLU activations of 3 correlated "networks" on the same datapoints, 2
+    repetitions of 16 channels: (reps, nets, N, d) float32."""
+    latent = rng.standard_normal((2, 1, num_points, latent_dim))
+    acts = latent @ rng.standard_normal((3, latent_dim, 16)) + rng.standard_normal(
+        (2, 3, num_points, 16)
     )
-    acts = np.maximum(acts, 0).astype(np.float32)  # (reps, nets, N, d)
+    return np.maximum(acts, 0).astype(np.float32)
+
+
+def test_both_kernels_take_the_jacobi_decompositions():
+    acts = _shared_sample(np.random.default_rng(7), 300, 4)
     first, second = np.array([0, 1, 2]), np.array([1, 2, 0])
     sampled = {
         d: np.asarray(
@@ -109,11 +113,7 @@ def test_both_kernels_take_the_jacobi_decompositions():
 
 def test_linearly_dependent_channels_are_counted_per_network_and_noted():
     rng = np.random.default_rng(11)
-    latent = rng.standard_normal((2, 1, 200, 6))
-    acts = latent @ rng.standard_normal((3, 6, 16)) + rng.standard_normal(
-        (2, 3, 200, 16)
-    )
-    acts = np.maximum(acts, 0).astype(np.float32)  # (reps, nets, N, d)
+    acts = _shared_sample(rng, 200, 6)
     # Network 1, repetition 0: 3 channels become combinations of 2 others.
     acts[0, 1, :, -3:] = acts[0, 1, :, :2] @ rng.standard_normal((2, 3))
     first, second = np.array([0, 1]), np.array([1, 2])
