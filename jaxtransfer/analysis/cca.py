@@ -200,20 +200,19 @@ DECOMPOSITIONS = ("linalg", "jacobi")
 DECOMPOSITION_CHOICES = ("auto", *DECOMPOSITIONS)
 
 
-def check_decomposition(decomposition: str, what: str = "decomposition") -> None:
-    """Raises a ValueError naming ``what`` unless ``decomposition`` is known."""
-    if decomposition not in DECOMPOSITIONS:
-        raise ValueError(f"{what}={decomposition!r}: expected one of {DECOMPOSITIONS}")
+def check_decomposition(
+    decomposition: str, what: str = "decomposition", choices=DECOMPOSITIONS
+) -> None:
+    """Raises a ValueError naming ``what`` unless ``decomposition`` is a choice."""
+    if decomposition not in choices:
+        raise ValueError(f"{what}={decomposition!r}: expected one of {choices}")
 
 
 def resolve_decomposition(decomposition: str, what: str = "decomposition") -> str:
     """``decomposition`` with "auto" replaced by the default backend's faster one."""
+    check_decomposition(decomposition, what, DECOMPOSITION_CHOICES)
     if decomposition == "auto":
         return "jacobi" if jax.default_backend() == "gpu" else "linalg"
-    if decomposition not in DECOMPOSITIONS:
-        raise ValueError(
-            f"{what}={decomposition!r}: expected one of {DECOMPOSITION_CHOICES}"
-        )
     return decomposition
 
 
