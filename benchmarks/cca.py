@@ -15,9 +15,11 @@ Workloads:
   streamed sums (`pairs.mean_cca_from_sums`), each network whitened once, against
   whitening both sides of every pair.
 
-`--decompositions linalg,jacobi` times the kernel (paper and shared-sample workloads)
-with each of `cca.DECOMPOSITIONS`: jnp.linalg's eigh/SVD (LAPACK, cuSOLVER) or the
-batched Jacobi methods; rows of a non-default method carry its name in `impl`.
+`--decompositions linalg,jacobi,cholesky` times the kernel (paper and shared-sample
+workloads) with each of `cca.DECOMPOSITIONS`: jnp.linalg's eigh/SVD (LAPACK,
+cuSOLVER), the batched Jacobi methods, or no decomposition (Cholesky whitening and the
+polar iteration's sum of singular values); rows of a non-default method carry its
+name in `impl`.
 `--gram-precisions highest,bf16_3x,bf16_6x,tf32_3x` also times the paper workload with
 the covariance's Gram product in XLA's multi-pass tensor-core algorithms
 (`cca.covariance(precision=...)`), with each decomposition, and reports the error

@@ -102,8 +102,10 @@ def get_config(arg: str | None = None) -> ConfigDict:
     config.analysis.image_size = config_dict.placeholder(int)
     config.analysis.full_depth = False  # all 16 blocks, all channels (slow on CPU)
     # Eigen/singular values of the CCA kernel: "linalg" (LAPACK on CPU, cuSOLVER on
-    # GPU, one matrix at a time above 32x32), "jacobi" (all matrices at once) or
-    # "auto": Jacobi on a GPU (10x faster there), linalg elsewhere.
+    # GPU, one matrix at a time above 32x32), "jacobi" (all matrices at once),
+    # "cholesky" (no decomposition: Cholesky whitening and a matmul-only sum of
+    # singular values; for GPUs, not yet measured on one) or "auto": Jacobi on a
+    # GPU (10x faster there), linalg elsewhere.
     config.analysis.cca_decomposition = "auto"
 
     config.log = ConfigDict()

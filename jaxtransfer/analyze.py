@@ -298,8 +298,9 @@ def run(
       batch_size: images per forward pass.
       cca: False skips the CCA (and the CCA-dependent tables).
       decomposition: the CCA kernel's eigen/singular-value method, "linalg"
-        (jnp.linalg; fastest on CPUs), "jacobi" (batched; fastest on GPUs) or
-        "auto" (the platform's faster one); recorded in the sampling details.
+        (jnp.linalg; fastest on CPUs), "jacobi" (batched; fastest measured on
+        GPUs), "cholesky" (no decomposition, matrix products; for GPUs) or "auto"
+        (the platform's faster measured one); recorded in the sampling details.
 
     Returns:
       A summary dict (also written as analysis/summary.json).
@@ -487,6 +488,7 @@ def main(argv=None) -> int:
         default="auto",
         help="eigen/singular values of the CCA kernel: jnp.linalg (LAPACK/cuSOLVER), "
         "batched Jacobi (for GPUs, where cuSOLVER decomposes one matrix at a time), "
+        "cholesky (no decomposition: Cholesky whitening and matrix products), "
         "or auto: Jacobi on a GPU, jnp.linalg elsewhere",
     )
     args = parser.parse_args(argv)

@@ -48,6 +48,16 @@ CPU LAPACK is much faster; on an H200 the Jacobi path made the paper's workload 
 faster (`resolve_decomposition("auto")` picks by platform). The option belongs to
 the mean-CCA family (`mean_cca`, `canonical_correlations` and their `_from_covariance`
 forms), the study's measure; SVCCA and PWCCA always use `jnp.linalg`.
+`"cholesky"` needs no eigen or singular-value decomposition at all, for GPUs where
+even the Jacobi rounds dominate: each side is whitened by the inverse of a Cholesky
+factor that drops linearly dependent channels (`jaxtransfer.analysis.cholesky`;
+canonical correlations depend only on the span of each side's channels, not on which
+whitening is used), and the mean takes the sum of the singular values from the
+Newton-Schulz polar iteration (`jaxtransfer.analysis.polar`), matrix products only.
+Against the float64 reference it is as accurate as the other two (every test runs
+with all three); `canonical_correlations` still takes `jnp.linalg`'s SVD for the
+individual values. Not yet measured on a GPU (`benchmarks/gpu.sh`, step
+`cca_cholesky`), so "auto" does not pick it.
 
 `mean_cca_reference_numpy` is a plain float64 NumPy port of the svcca code path, kept
 here as the oracle for the tests and the benchmark baseline.
@@ -59,7 +69,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxtransfer.analysis import jacobi
+from jaxtransfer.analysis import cholesky, jacobi, polar
 
 _HIGHEST = jax.lax.Precision.HIGHEST
 # Eigenvalues below this many eps of the largest are treated as zero when whitening.
@@ -193,10 +203,11 @@ def _masked_correlation(sigma, keep, diag_scaled, epsilon):
     return corr, inv_sqrt_diag
 
 
-DECOMPOSITIONS = ("linalg", "jacobi")
-# "auto" picks the platform's faster one: Jacobi on GPUs (10x faster than cuSOLVER's
-# one-matrix-at-a-time decompositions on an H200), LAPACK elsewhere (on a CPU the
-# Jacobi rounds are 3-10x slower). benchmarks/RESULTS.md has both measurements.
+DECOMPOSITIONS = ("linalg", "jacobi", "cholesky")
+# "auto" picks the platform's faster measured one: Jacobi on GPUs (10x faster than
+# cuSOLVER's one-matrix-at-a-time decompositions on an H200), LAPACK elsewhere (on a
+# CPU the Jacobi rounds are 3-10x slower). benchmarks/RESULTS.md has the measurements;
+# "cholesky" has none on a GPU yet.
 DECOMPOSITION_CHOICES = ("auto", *DECOMPOSITIONS)
 
 
@@ -225,6 +236,8 @@ def _eigh(matrix, decomposition):
 
 def _singular_values(matrix, decomposition):
     check_decomposition(decomposition)
+    # "cholesky" needs the values themselves only in `canonical_correlations`; the
+    # mean takes their sum without a decomposition (`_mean_coefficient`).
     if decomposition == "jacobi":
         return jacobi.singular_values(matrix)
     return jnp.linalg.svd(matrix, compute_uv=False)
@@ -264,7 +277,9 @@ class Whitening(NamedTuple):
       keep: (..., D) bool, the channels svcca keeps.
       corr: (..., D, D) masked correlation matrix (dropped channels: identity).
       inv_sqrt_diag: (..., D) inverse standard deviation of each kept channel.
-      whiten: (..., D, D) inverse square root of ``corr``.
+      whiten: (..., D, D) W with W corr W^T = I on the resolved directions: the
+        inverse square root of ``corr``, or with "cholesky" its inverse Cholesky
+        factor with zero rows for dependent channels.
       dependent: (...) int, directions of the kept channels that the whitening
         dropped as unresolvable: kept channels that are (to float precision) linear
         combinations of others. svcca's float64 numerics keep such directions, and
@@ -279,10 +294,26 @@ class Whitening(NamedTuple):
     dependent: jax.Array
 
 
+def _cholesky_whitening(corr):
+    """`cholesky.whitening` of correlation matrices and their dependent directions.
+
+    The pivot cutoff is the eigendecomposition's (`_EIGENVALUE_CUTOFF` eps times the
+    largest eigenvalue), with the largest row sum standing in for that eigenvalue.
+    """
+    bound = jnp.max(jnp.sum(jnp.abs(corr), axis=-1), axis=-1)
+    cutoff = _EIGENVALUE_CUTOFF * jnp.finfo(corr.dtype).eps * bound
+    whiten, dependent = cholesky.whitening(corr, cutoff)
+    return whiten, jnp.sum(dependent, axis=-1)
+
+
 def whitening(sigma, epsilon=1e-12, decomposition="linalg") -> Whitening:
     """The `Whitening` of every covariance matrix in `sigma` (..., D, D)."""
     keep, diag_scaled = _kept_channels(sigma, epsilon)
     corr, inv_sqrt_diag = _masked_correlation(sigma, keep, diag_scaled, epsilon)
+    check_decomposition(decomposition)
+    if decomposition == "cholesky":
+        whiten, dependent = _cholesky_whitening(corr)
+        return Whitening(keep, corr, inv_sqrt_diag, whiten, dependent)
     whiten, rank = _inverse_sqrt(corr, decomposition)
     # Dropped channels sit on corr's diagonal as 1s, so they count in the rank.
     return Whitening(keep, corr, inv_sqrt_diag, whiten, corr.shape[-1] - rank)
@@ -300,7 +331,7 @@ def _whitenings(sigma_xx, sigma_yy, epsilon, decomposition):
 
 
 def _whitened_cross_correlation(side_x, sigma_xy, side_y):
-    """invsqrt(Kxx) Kxy invsqrt(Kyy) in correlation scaling, (..., D1, D2).
+    """Wx Kxy Wy^T in correlation scaling, (..., D1, D2); W = invsqrt(K) or L^-1.
 
     Its singular values are the canonical correlations.
     """
@@ -311,7 +342,7 @@ def _whitened_cross_correlation(side_x, sigma_xy, side_y):
         * side_y.inv_sqrt_diag[..., None, :]
     )
     corr_xy = jnp.where(both_kept, corr_xy, 0)
-    return _matmul(_matmul(side_x.whiten, corr_xy), side_y.whiten)
+    return _matmul(_matmul(side_x.whiten, corr_xy), _transpose(side_y.whiten))
 
 
 def _coefficient_count(side_x, side_y):
@@ -390,10 +421,8 @@ def mean_cca_from_covariance(
     Returns:
       The mean canonical correlation, shape (...).
     """
-    coefficients, count = canonical_correlations_from_covariance(
-        sigma_xx, sigma_xy, sigma_yy, epsilon, decomposition
-    )
-    return _mean_of_leading(coefficients, count)
+    side_x, side_y = _whitenings(sigma_xx, sigma_yy, epsilon, decomposition)
+    return _mean_coefficient(side_x, sigma_xy, side_y, decomposition)
 
 
 def mean_cca_from_whitening(side_x, sigma_xy, side_y, decomposition="linalg"):
@@ -411,7 +440,22 @@ def mean_cca_from_whitening(side_x, sigma_xy, side_y, decomposition="linalg"):
     Returns:
       The mean canonical correlation, shape (...).
     """
-    return _mean_of_leading(*_coefficients(side_x, sigma_xy, side_y, decomposition))
+    return _mean_coefficient(side_x, sigma_xy, side_y, decomposition)
+
+
+def _mean_coefficient(side_x, sigma_xy, side_y, decomposition):
+    """Mean of the min(kx, ky) canonical correlations; 0 where that count is 0.
+
+    "cholesky" sums them without a decomposition (`polar.nuclear_norm`): the whitened
+    cross-correlation has rank at most the count, so the sum of all its singular
+    values is the sum of the leading ones.
+    """
+    if decomposition != "cholesky":
+        return _mean_of_leading(*_coefficients(side_x, sigma_xy, side_y, decomposition))
+    cross = _whitened_cross_correlation(side_x, sigma_xy, side_y)
+    count = _coefficient_count(side_x, side_y)
+    total = polar.nuclear_norm(cross)
+    return jnp.where(count > 0, total / jnp.maximum(count, 1), 0)
 
 
 def mean_cca(x, y, epsilon=1e-12, decomposition="linalg"):

@@ -82,7 +82,7 @@ def _shared_sample(rng, num_points, latent_dim):
     return np.maximum(acts, 0).astype(np.float32)
 
 
-def test_both_kernels_take_the_jacobi_decompositions():
+def test_both_kernels_take_every_decomposition():
     acts = _shared_sample(np.random.default_rng(7), 300, 4)
     first, second = np.array([0, 1, 2]), np.array([1, 2, 0])
     sampled = {
@@ -91,7 +91,8 @@ def test_both_kernels_take_the_jacobi_decompositions():
         )
         for d in cca.DECOMPOSITIONS
     }
-    np.testing.assert_allclose(sampled["jacobi"], sampled["linalg"], atol=2e-6)
+    for decomposition in cca.DECOMPOSITIONS:
+        np.testing.assert_allclose(sampled[decomposition], sampled["linalg"], atol=2e-6)
     assert np.ptp(sampled["linalg"]) > 1e-2  # the pairs really differ
     # The streamed sums of the full-depth path, all datapoints of repetition 0.
     nets, channels = acts.shape[1], acts.shape[3]
@@ -107,7 +108,10 @@ def test_both_kernels_take_the_jacobi_decompositions():
         d: np.asarray(pairs.mean_cca_from_sums(acc, first, second, decomposition=d))
         for d in cca.DECOMPOSITIONS
     }
-    np.testing.assert_allclose(streamed["jacobi"], streamed["linalg"], atol=2e-6)
+    for decomposition in cca.DECOMPOSITIONS:
+        np.testing.assert_allclose(
+            streamed[decomposition], streamed["linalg"], atol=2e-6
+        )
     np.testing.assert_allclose(streamed["linalg"], sampled["linalg"][0], atol=2e-6)
 
 
