@@ -22,7 +22,7 @@ def test_quick_run_reports_every_kernel_with_its_accuracy():
             "--quick",
             "--shared-sample",
             "--decompositions",
-            "linalg,jacobi",
+            "linalg,jacobi,cholesky",
             "--gram-precisions",
             "highest,bf16_3x",
         ],
@@ -49,8 +49,12 @@ def test_quick_run_reports_every_kernel_with_its_accuracy():
         ("paper", "jax_joint_covariance_only_gram_bf16_3x"),
         ("paper", "jax_mean_cca_float32_gram_bf16_3x"),
         ("paper", "jax_mean_cca_float32_gram_bf16_3x_jacobi"),
+        ("paper", "jax_mean_cca_float32_cholesky"),
+        ("paper", "jax_decompositions_only_cholesky"),
+        ("paper", "jax_mean_cca_float32_gram_bf16_3x_cholesky"),
         ("paper_shared_sample", "jax_mean_cca_float32_shared_sample"),
         ("paper_shared_sample", "jax_mean_cca_float32_shared_sample_jacobi"),
+        ("paper_shared_sample", "jax_mean_cca_float32_shared_sample_cholesky"),
         ("full_width", "numpy_float64_reference"),
         ("full_width", "jax_mean_cca_float32"),
         ("full_depth_pairs", "jax_whiten_every_pair_side"),
@@ -68,7 +72,7 @@ def test_quick_run_reports_every_kernel_with_its_accuracy():
     [
         (
             ["--decompositions", "qr"],
-            "--decompositions='qr': expected one of ('linalg', 'jacobi')",
+            "--decompositions='qr': expected one of ('linalg', 'jacobi', 'cholesky')",
         ),
         (
             ["--gram-precisions", "fp8"],
