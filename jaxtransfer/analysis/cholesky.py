@@ -37,33 +37,31 @@ def dropping_cholesky(matrix, cutoff):
     index = jnp.arange(size)
     cutoff = jnp.asarray(cutoff, matrix.dtype)[..., None]
 
+    # In place, as LAPACK does: after step j, column j of `work` holds column j of
+    # the factor and the block below and right of (j, j) the Schur complement, so a
+    # step reads the matrices once for its column and once for the update.
     def step(j, carry):
-        schur, factor, dependent = carry
+        work, dependent = carry
         this = index == j
-        column = jnp.sum(jnp.where(this, schur, 0), axis=-1)  # schur[..., :, j]
+        column = jnp.sum(jnp.where(this, work, 0), axis=-1)  # work[..., :, j]
         pivot = jnp.sum(jnp.where(this, column, 0), axis=-1, keepdims=True)
         kept = pivot > cutoff
         scale = jax.lax.rsqrt(jnp.where(kept, pivot, 1))
+        # Rows above j hold earlier columns' results, not this channel's residuals.
         column = jnp.where(kept & (index >= j), column * scale, 0)
-        schur = schur - column[..., :, None] * column[..., None, :]
-        # The processed channel leaves the Schur complement (exactly zero when kept,
-        # rounding noise or a dependent channel's residual otherwise).
-        schur = jnp.where(this[:, None] | this[None, :], 0, schur)
+        update = work - column[..., :, None] * column[..., None, :]
         column = jnp.where(kept, column, this.astype(matrix.dtype))
-        factor = jnp.where(this[None, :], column[..., :, None], factor)
-        dependent = dependent | (~kept & this)
-        return schur, factor, dependent
+        work = jnp.where(this, column[..., :, None], update)
+        return work, dependent | (~kept & this)
 
-    factor, dependent = jax.lax.fori_loop(
-        0,
-        size,
-        step,
-        (matrix, jnp.zeros_like(matrix), jnp.zeros(matrix.shape[:-1], bool)),
-    )[1:]
-    # A dropped channel's row still holds its regression on earlier channels.
+    work, dependent = jax.lax.fori_loop(
+        0, size, step, (matrix, jnp.zeros(matrix.shape[:-1], bool))
+    )
+    # Above the diagonal: rounding noise and dropped channels' residuals. A dropped
+    # channel's row still holds its regression on earlier channels.
     eye = jnp.eye(size, dtype=bool)
-    factor = jnp.where(dependent[..., :, None] & ~eye, 0, factor)
-    return factor, dependent
+    keep = (index[:, None] >= index[None, :]) & ~(dependent[..., :, None] & ~eye)
+    return jnp.where(keep, work, 0), dependent
 
 
 def whitening(matrix, cutoff):
