@@ -310,8 +310,7 @@ def whitening(sigma, epsilon=1e-12, decomposition="linalg") -> Whitening:
     """The `Whitening` of every covariance matrix in `sigma` (..., D, D)."""
     keep, diag_scaled = _kept_channels(sigma, epsilon)
     corr, inv_sqrt_diag = _masked_correlation(sigma, keep, diag_scaled, epsilon)
-    check_decomposition(decomposition)
-    if decomposition == "cholesky":
+    if decomposition == "cholesky":  # any other name is checked by `_eigh`
         whiten, dependent = _cholesky_whitening(corr)
         return Whitening(keep, corr, inv_sqrt_diag, whiten, dependent)
     whiten, rank = _inverse_sqrt(corr, decomposition)
