@@ -134,6 +134,10 @@ def synthetic_source(config: ConfigDict, source: str) -> pretraining.SyntheticSo
     )
 
 
+class MissingInputs(FileNotFoundError):
+    """Inputs a run needs are missing; the message says where each comes from."""
+
+
 def ensure_inputs(config: ConfigDict) -> Path:
     """Checks (or, for synthetic demos, creates) every input before any compute.
 
@@ -203,7 +207,7 @@ def ensure_inputs(config: ConfigDict) -> Path:
         use = "training" if size == config.data.size else "CCA stimuli (Q6)"
         problems.append(unprepared_message(config, size, use))
     if problems:
-        raise FileNotFoundError("cannot start:\n- " + "\n- ".join(problems))
+        raise MissingInputs("cannot start:\n- " + "\n- ".join(problems))
     return dataset_dir(config)
 
 

@@ -13,6 +13,7 @@ Intentionally short: everything it calls can be imported and tested.
 
 import logging
 import os
+import sys
 
 import jax
 from absl import app, flags
@@ -56,7 +57,10 @@ def main(argv):
     jax.config.update(
         "jax_compilation_cache_dir", os.path.join(_WORKDIR.value, ".jax_cache")
     )
-    experiment.run(_CONFIG.value, _WORKDIR.value)
+    try:
+        experiment.run(_CONFIG.value, _WORKDIR.value)
+    except experiment.MissingInputs as error:
+        sys.exit(str(error))  # the message is the help: no traceback before it
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""`python -m jaxtransfer.main` as two processes over localhost (jax.distributed).
+"""`python -m jaxtransfer.main`: two processes over localhost (jax.distributed), and
+its stop when inputs are missing.
 
 Both processes train a one-run grid together (ImageNet with a frozen-base first
 stage, so both stages run; one run keeps the test's compile time down); process 0
@@ -95,3 +96,27 @@ def test_two_processes_run_the_grid_and_write_each_result_once(tmp_path):
         assert (run_dir / "metrics.json").is_file()
     leftovers = [p for p in workdir.rglob("*") if "partial" in p.name]
     assert leftovers == []
+
+
+def test_missing_inputs_stop_with_the_message_alone(tmp_path):
+    workdir = tmp_path / "run"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jaxtransfer.main",
+            "--config=configs/knee.py",
+            f"--config.init.ImageNet={tmp_path / 'nowhere'}",
+            f"--workdir={workdir}",
+        ],
+        cwd=REPO,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1
+    assert "cannot start:" in result.stderr
+    assert f"config.init.ImageNet = {tmp_path / 'nowhere'}" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not workdir.exists()  # nothing written before the inputs are there
