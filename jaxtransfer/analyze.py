@@ -276,6 +276,21 @@ def conv1_kernels(workdir: Path, config: ConfigDict, networks: dict) -> dict:
     return kernels
 
 
+class NotAFinishedGrid(FileNotFoundError):
+    """The workdir is not (yet) one that `jaxtransfer.main` finished."""
+
+
+def check_finished(workdir: Path) -> None:
+    """Raises NotAFinishedGrid unless ``workdir`` holds a finished grid's results."""
+    missing = [n for n in ("config.json", "AUC.csv") if not (workdir / n).is_file()]
+    if missing:
+        raise NotAFinishedGrid(
+            f"{workdir}: no {' or '.join(missing)}. --workdir must be the workdir of "
+            "a finished `python -m jaxtransfer.main` run (its grid writes AUC.csv "
+            "when every run is done; re-running the same command finishes it)"
+        )
+
+
 def run(
     workdir: str | os.PathLike,
     reference: str | os.PathLike | None = None,
@@ -307,8 +322,9 @@ def run(
     """
     workdir = Path(workdir)
     decomposition = resolve_decomposition(decomposition)
+    check_finished(workdir)
     out = workdir / "analysis"
-    out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(exist_ok=True)
     config = ConfigDict(json.loads((workdir / "config.json").read_text()))
     target = config.target
     auc_rows = tables.read_csv(workdir / "AUC.csv")
@@ -494,6 +510,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     host.reuse_freed_memory()  # before jax starts its backend
     logging.basicConfig(level=logging.INFO)
+    try:
+        check_finished(Path(args.workdir))
+    except NotAFinishedGrid as error:
+        parser.error(str(error))
     summary = run(
         args.workdir,
         args.reference,

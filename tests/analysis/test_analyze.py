@@ -172,3 +172,15 @@ def test_rerun_with_the_same_seed_reproduces_the_cca(workdir):
         .split("## Test AUC")[1]
         .split("\n")[2]
     )
+
+
+def test_cli_refuses_a_workdir_without_a_finished_grid(tmp_path, capsys):
+    (tmp_path / "config.json").write_text("{}")  # training started, AUC.csv not yet
+    with pytest.raises(SystemExit) as stop:
+        analyze.main(["--workdir", str(tmp_path)])
+    assert stop.value.code == 2
+    assert f"{tmp_path}: no AUC.csv" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json"]
+    with pytest.raises(analyze.NotAFinishedGrid, match="no config.json or AUC.csv"):
+        analyze.run(tmp_path / "missing")
+    assert not (tmp_path / "missing").exists()
