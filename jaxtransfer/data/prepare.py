@@ -122,6 +122,11 @@ def prepare(args: argparse.Namespace):
             )
         print(f"Reusing the prepared dataset in {builder.data_dir}")
         return builder
+    if not any(manual_dir.iterdir()):  # else TFDS fails with a bare AssertionError
+        raise sources.LayoutError(
+            f"--manual_dir {manual_dir} is empty. "
+            + builder.MANUAL_DOWNLOAD_INSTRUCTIONS.strip()
+        )
     tfds.disable_progress_bar()  # our own bar counts decoded images
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir))

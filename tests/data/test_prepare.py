@@ -95,19 +95,16 @@ def test_wrong_layout_names_the_expected_one(tmp_path, capsys):
     assert not builders.prepared_dir(tmp_path / "out", "chest", 32).exists()
 
 
-def test_missing_manual_dir_is_an_error(tmp_path, capsys):
-    assert (
-        _run(
-            "--dataset",
-            "knee",
-            "--manual_dir",
-            tmp_path / "nothing",
-            "--data_dir",
-            tmp_path / "out",
-        )
-        == 2
-    )
+def test_missing_or_empty_manual_dir_is_an_error(tmp_path, capsys):
+    args = ("--dataset", "knee", "--data_dir", tmp_path / "out", "--size", 32)
+    assert _run("--manual_dir", tmp_path / "nothing", *args) == 2
     assert "is not a folder" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert _run("--manual_dir", tmp_path / "empty", *args) == 2
+    err = capsys.readouterr().err
+    assert f"--manual_dir {tmp_path / 'empty'} is empty" in err
+    assert sources.KNEE_LAYOUT in err  # the builder's instructions follow
+    assert not builders.prepared_dir(tmp_path / "out", "knee", 32).exists()
 
 
 def test_interrupted_prepare_is_not_prepared_and_reruns(
