@@ -23,6 +23,9 @@ atomically:
   this run's (for the CCA vs AUC gain, the paper's regression over this target).
 - with --full_depth: CCA_full_<target>.csv, conv1 and all block outputs on all
   channels and all stimuli (streamed covariances; beyond the paper).
+
+Options left out take the run's recorded config (config.json: config.seed and
+config.analysis), so a second analysis reproduces the grid's own.
 """
 
 import argparse
@@ -295,37 +298,52 @@ def run(
     workdir: str | os.PathLike,
     reference: str | os.PathLike | None = None,
     *,
-    full_depth: bool = False,
-    seed: int = 0,
+    full_depth: bool | None = None,
+    seed: int | None = None,
     batch_size: int = 32,
     cca: bool = True,
-    decomposition: str = "auto",
+    decomposition: str | None = None,
 ) -> dict:
     """Analyses a finished workdir; writes everything into ``workdir/analysis``.
+
+    Settings left at None take the run's recorded config (its config.json), so
+    analysing a workdir again reproduces what `experiment.run` wrote.
 
     Args:
       workdir: a finished `experiment.run` workdir.
       reference: directory of the paper's result CSVs (AUC.csv, AUC_mean.csv,
         CCA_<target>.csv, similarity.csv, simVSauc*.csv) for the side-by-side
-        report; None for this run's numbers only.
-      full_depth: also the streamed all-channel CCA at every block.
-      seed: seed of the CCA samples and the fresh random initialisations.
+        report; "" for this run's numbers only; None: config.analysis.reference.
+      full_depth: also the streamed all-channel CCA at every block; None:
+        config.analysis.full_depth.
+      seed: seed of the CCA samples and the fresh random initialisations; None:
+        config.seed.
       batch_size: images per forward pass.
       cca: False skips the CCA (and the CCA-dependent tables).
       decomposition: the CCA kernel's eigen/singular-value method, "linalg"
         (jnp.linalg; fastest on CPUs), "jacobi" (batched; fastest measured on
         GPUs), "cholesky" (no decomposition, matrix products; for GPUs) or "auto"
-        (the platform's faster measured one); recorded in the sampling details.
+        (the platform's faster measured one); recorded in the sampling details;
+        None: config.analysis.cca_decomposition.
 
     Returns:
       A summary dict (also written as analysis/summary.json).
     """
     workdir = Path(workdir)
-    decomposition = resolve_decomposition(decomposition)
     check_finished(workdir)
+    config = ConfigDict(json.loads((workdir / "config.json").read_text()))
+    recorded = config.get("analysis", ConfigDict())
+    if reference is None:
+        reference = recorded.get("reference", "")
+    if full_depth is None:
+        full_depth = recorded.get("full_depth", False)
+    if seed is None:
+        seed = config.get("seed", 0)
+    if decomposition is None:
+        decomposition = recorded.get("cca_decomposition", "auto")
+    decomposition = resolve_decomposition(decomposition)
     out = workdir / "analysis"
     out.mkdir(exist_ok=True)
-    config = ConfigDict(json.loads((workdir / "config.json").read_text()))
     target = config.target
     auc_rows = tables.read_csv(workdir / "AUC.csv")
     notes = []
@@ -488,24 +506,33 @@ def _floats(row: dict) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", required=True, help="a finished grid workdir")
+    # Unset options take the run's config (config.json), as the grid's own analysis.
     parser.add_argument(
-        "--reference", default=None, help="the paper's result CSVs, for report.md"
+        "--reference",
+        default=None,
+        help="the paper's result CSVs, for report.md ('' for none; default: "
+        "config.analysis.reference)",
     )
     parser.add_argument(
         "--full_depth",
-        action="store_true",
-        help="also CCA at every block on all channels (streamed; slow)",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also CCA at every block on all channels (streamed; slow; default: "
+        "config.analysis.full_depth)",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seed", type=int, default=None, help="default: the run's config.seed"
+    )
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument(
         "--cca_decomposition",
         choices=DECOMPOSITION_CHOICES,
-        default="auto",
+        default=None,
         help="eigen/singular values of the CCA kernel: jnp.linalg (LAPACK/cuSOLVER), "
         "batched Jacobi (for GPUs, where cuSOLVER decomposes one matrix at a time), "
         "cholesky (no decomposition: Cholesky whitening and matrix products), "
-        "or auto: Jacobi on a GPU, jnp.linalg elsewhere",
+        "or auto: Jacobi on a GPU, jnp.linalg elsewhere (default: "
+        "config.analysis.cca_decomposition)",
     )
     args = parser.parse_args(argv)
     host.reuse_freed_memory()  # before jax starts its backend

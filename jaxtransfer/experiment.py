@@ -713,13 +713,7 @@ def run(config: ConfigDict, workdir: str | os.PathLike) -> dict:
     if config.analysis.enabled and primary:
         from jaxtransfer import analyze  # local: analyze imports this module
 
-        analyze.run(
-            workdir,
-            reference=config.analysis.reference or None,
-            full_depth=config.analysis.full_depth,
-            seed=config.seed,
-            decomposition=config.analysis.cca_decomposition,
-        )
+        analyze.run(workdir)  # with the settings config.json records
     sharding.sync_processes("grid and analysis written")
     return summary
 

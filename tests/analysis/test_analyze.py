@@ -43,6 +43,7 @@ def workdir(tmp_path_factory, demo_sources):
     config.train.num_epochs = 1
     config.train.head_num_epochs = 1
     config.analysis.image_size = 48  # CCA stimuli at another size than training (Q6)
+    config.seed = 7  # the analysis CLI takes it from config.json
     experiment.run(config, tmp / "run")
     return tmp / "run"
 
@@ -75,7 +76,7 @@ def test_cli_writes_paper_schemas_and_a_side_by_side_report(workdir):
     assert fold["stimuli"] == "fold1_test (held out), 48 px"
     assert fold["image_size"] == 48
     assert fold["decomposition"] == "linalg"  # "auto" on a CPU
-    assert fold["repetitions"] == 5 and fold["seed"] == [0, 1]
+    assert fold["repetitions"] == 5 and fold["seed"] == [7, 1]  # (config.seed, fold)
     assert set(fold["taps"]) == {
         "conv1_relu",
         "conv2_block1_out",
@@ -161,10 +162,12 @@ def test_cli_writes_paper_schemas_and_a_side_by_side_report(workdir):
     assert line.endswith(f"| {s['slope']:.2f} / {s['r']:.2f} / {s['p']:.2g} (n=5) |")
 
 
-def test_rerun_with_the_same_seed_reproduces_the_cca(workdir):
-    first = (workdir / "analysis" / "CCA_breast.csv").read_text()
-    analyze.run(workdir, seed=0)
-    assert (workdir / "analysis" / "CCA_breast.csv").read_text() == first
+def test_rerun_with_the_recorded_seed_reproduces_the_cca(workdir):
+    out = workdir / "analysis"
+    first = (out / "CCA_breast.csv").read_text()
+    assert json.loads((out / "CCA_breast_sampling.json").read_text())["seed"] == 7
+    analyze.run(workdir, reference="")  # seed and the rest from config.json
+    assert (out / "CCA_breast.csv").read_text() == first
     assert (
         "paper"
         not in (workdir / "analysis" / "report.md")
