@@ -538,17 +538,16 @@ def main(argv=None) -> int:
     host.reuse_freed_memory()  # before jax starts its backend
     logging.basicConfig(level=logging.INFO)
     try:
-        check_finished(Path(args.workdir))
-    except NotAFinishedGrid as error:
+        summary = run(
+            args.workdir,
+            args.reference,
+            full_depth=args.full_depth,
+            seed=args.seed,
+            batch_size=args.batch_size,
+            decomposition=args.cca_decomposition,
+        )
+    except NotAFinishedGrid as error:  # checked first, before any compute
         parser.error(str(error))
-    summary = run(
-        args.workdir,
-        args.reference,
-        full_depth=args.full_depth,
-        seed=args.seed,
-        batch_size=args.batch_size,
-        decomposition=args.cca_decomposition,
-    )
     print(f"wrote {Path(args.workdir) / 'analysis'}: report.md, {summary['figures']}")
     for note in summary["notes"]:
         print(f"note: {note}")
