@@ -22,8 +22,8 @@ xla_flags.add("--xla_backend_optimization_level=0")
 
 # Many tests compile the same programs (the tiny model's steps at the same shapes),
 # in this process and in the subprocesses they start: one persistent compilation
-# cache per test process (each xdist worker has its own: no two processes write one
-# cache at once) compiles each of them once.
+# cache per test process (each xdist worker has its own, which the subprocesses it
+# starts share) compiles each of them once.
 _CACHE_DIR = tempfile.mkdtemp(prefix="jaxtransfer_tests_")
 atexit.register(shutil.rmtree, _CACHE_DIR, ignore_errors=True)
 _CACHE_SETTINGS = {
