@@ -30,15 +30,12 @@ the jaxtransfer steps recompute each block in the backward pass
 (`train.StepConfig.remat`). `--pointwise-as-conv` runs the 1x1 convolutions as XLA
 convolutions instead of the matrix products jaxtransfer uses (an ablation).
 `--flax-batchnorm` adds a row with Flax's own BatchNorm gradient beside the plain
-jaxtransfer row (an ablation of `jaxtransfer.models.batch_norm`), and
-`--autodiff-max-pool` one with the max pool's gradient left to XLA (an ablation of
-`jaxtransfer.models.max_pool`).
+jaxtransfer row (an ablation of `jaxtransfer.models.batch_norm`).
 
 Usage:
   python benchmarks/train_throughput.py [--sizes 112,224] [--batch 32]
       [--dtypes float32,bfloat16] [--members 5] [--iters 5] [--impls ...] [--remat]
       [--ensemble-map] [--ensemble-only] [--pointwise-as-conv] [--flax-batchnorm]
-      [--autodiff-max-pool]
       [--output benchmarks/train_throughput.json]
 Prints one JSON object per line per measurement (keys impl, size, batch, dtype,
 members, images_per_s, device, ...) and writes them all to --output.
@@ -51,7 +48,6 @@ import json
 import os
 import platform
 import sys
-from unittest import mock
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
@@ -123,12 +119,6 @@ def _as_flax_batchnorm(model):
     return model
 
 
-def _autodiff_max_pool(x, window, stride):
-    """``nnx.max_pool``, whose gradient XLA computes (select-and-scatter);
-    jaxtransfer's ``models.max_pool`` computes it elementwise."""
-    return nnx.max_pool(x, (window, window), (stride, stride), "VALID")
-
-
 @dataclasses.dataclass(frozen=True)
 class Variant:
     """How the jaxtransfer step is built, beyond size, batch, dtype and members."""
@@ -138,7 +128,6 @@ class Variant:
     vectorize: bool = True  # an ensemble's members vmapped, else lax.map
     pointwise_as_conv: bool = False  # 1x1 convolutions as XLA convs (ablation)
     flax_batchnorm: bool = False  # nnx.BatchNorm's autodiff gradient (ablation)
-    autodiff_max_pool: bool = False  # XLA's max-pool gradient (ablation)
 
     def record(self, members: int) -> dict:
         return {
@@ -147,7 +136,6 @@ class Variant:
             "ensemble_vectorize": self.vectorize if members > 1 else None,
             "pointwise": "conv" if self.pointwise_as_conv else "matmul",
             "batchnorm": "flax" if self.flax_batchnorm else "closed_form_vjp",
-            "max_pool": "autodiff" if self.autodiff_max_pool else "custom_vjp",
         }
 
 
@@ -201,6 +189,7 @@ def _jax_step(size, batch, dtype, members, variant, rng, abstract=False):
 
 def bench_jaxtransfer(size, batch, dtype, members, variant, iters, rng):
     step, args = _jax_step(size, batch, dtype, members, variant, rng)
+    compiled = _compiled_bytes(step, *args)
     holder = {"args": args}
 
     def one_step():
@@ -208,10 +197,7 @@ def bench_jaxtransfer(size, batch, dtype, members, variant, iters, rng):
         holder["args"][0] = state
         jax.block_until_ready(state)
 
-    pool = _autodiff_max_pool if variant.autodiff_max_pool else resnet.max_pool
-    with mock.patch.object(resnet, "max_pool", pool):  # the step traces in here
-        compiled = _compiled_bytes(step, *args)
-        seconds = timing.median_seconds(one_step, iters)
+    seconds = timing.median_seconds(one_step, iters)
     return {
         "impl": "jaxtransfer",
         **variant.record(members),
@@ -333,8 +319,6 @@ def _runs(args, size, rng, variant):
             yield dtype, 1, jax_run(1, False)
             if args.flax_batchnorm:
                 yield dtype, 1, jax_run(1, False, flax_batchnorm=True)
-            if args.autodiff_max_pool:
-                yield dtype, 1, jax_run(1, False, autodiff_max_pool=True)
             yield dtype, 1, jax_run(1, True)
         if "torch_eager" in args.impls:
             for channels_last in (False, True):
@@ -389,11 +373,6 @@ def main(argv=None) -> list[dict]:
         "--flax-batchnorm",
         action="store_true",
         help="also time the step with nnx.BatchNorm's autodiff gradient (ablation)",
-    )
-    parser.add_argument(
-        "--autodiff-max-pool",
-        action="store_true",
-        help="also time the step with XLA's own max-pool gradient (ablation)",
     )
     parser.add_argument("--output", default="benchmarks/train_throughput.json")
     args = parser.parse_args(argv)

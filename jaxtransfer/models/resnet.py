@@ -25,7 +25,6 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxtransfer.models.batch_norm import BatchNorm
-from jaxtransfer.models.max_pool import max_pool
 
 Variant = Literal["keras", "torchvision"]
 
@@ -316,7 +315,7 @@ class ResNet(nnx.Module):
         )
         acts["conv1_relu"] = x
         # Zero padding equals -inf padding here: the input is post-ReLU.
-        x = max_pool(_pad(x, 1), window=3, stride=2)
+        x = nnx.max_pool(_pad(x, 1), (3, 3), strides=(2, 2), padding="VALID")
         run_block = _remat_block if remat else _run_block
         for name, block in self.blocks():
             x = run_block(block, x, bn_train)
