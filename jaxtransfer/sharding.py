@@ -8,14 +8,18 @@ on the device count beyond float rounding. Every process holds the (small) split
 and computes the same batch indices from the same keys, so no host feeds another.
 """
 
+import itertools
 import os
 
 import jax
 import numpy as np
-from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from orbax.checkpoint import multihost
 
 DATA_AXIS = "data"
+# How long sync_processes waits for the slowest process (its milliseconds fit int32).
+BARRIER_TIMEOUT_S = 24 * 3600
+_BARRIER_CALLS = itertools.count()
 
 
 def initialize_distributed(
@@ -78,6 +82,17 @@ def is_primary() -> bool:
 
 
 def sync_processes(name: str) -> None:
-    """Returns once every process has called it with ``name`` (at once if alone)."""
+    """Returns once every process has called it with ``name`` (at once if alone).
+
+    A barrier of jax.distributed's coordination service (through Orbax), not a
+    device collective: process 0 may spend minutes writing shared inputs or running
+    the analysis while the others wait, and the processes should then reach their
+    first collective together (on CPUs its gloo connections are set up then; a
+    collective used as this barrier once failed with gloo's "Connect timeout" in a
+    loaded test run). The service wants a fresh key per barrier: every process
+    calls this in the same order, so the call count makes the keys unique and equal
+    across processes.
+    """
     if jax.process_count() > 1:
-        multihost_utils.sync_global_devices(name)
+        key = f"jaxtransfer sync {next(_BARRIER_CALLS)}: {name}"
+        multihost.get_barrier_sync_fn()(key=key, timeout_ms=BARRIER_TIMEOUT_S * 1000)
