@@ -30,12 +30,16 @@ the jaxtransfer steps recompute each block in the backward pass
 (`train.StepConfig.remat`). `--pointwise-as-conv` runs the 1x1 convolutions as XLA
 convolutions instead of the matrix products jaxtransfer uses (an ablation).
 `--flax-batchnorm` adds a row with Flax's own BatchNorm gradient beside the plain
-jaxtransfer row (an ablation of `jaxtransfer.models.batch_norm`).
+jaxtransfer row (an ablation of `jaxtransfer.models.batch_norm`). `--model tiny`
+runs jaxtransfer's tiny test ResNet instead of ResNet50 (PyTorch and Keras rows then
+say they were skipped): a quick check that the script runs, for the test suite and
+before a GPU lease is spent on it.
 
 Usage:
   python benchmarks/train_throughput.py [--sizes 112,224] [--batch 32]
       [--dtypes float32,bfloat16] [--members 5] [--iters 5] [--impls ...] [--remat]
       [--ensemble-map] [--ensemble-only] [--pointwise-as-conv] [--flax-batchnorm]
+      [--model resnet50|tiny]
       [--output benchmarks/train_throughput.json]
 Prints one JSON object per line per measurement (keys impl, size, batch, dtype,
 members, images_per_s, device, ...) and writes them all to --output.
@@ -67,6 +71,8 @@ from jaxtransfer.models import batch_norm, resnet  # noqa: E402
 NUM_CLASSES = 2
 LEARNING_RATE = 1e-5  # the paper's fine-tuning stage
 IMPLS = ("jaxtransfer", "torch_eager", "keras")
+MODELS = {"resnet50": resnet.ResNet50, "tiny": resnet._ResNetTiny}
+NO_TWIN = "only --model resnet50 has a PyTorch and a Keras twin"
 
 
 def _random_split(rng, num_images, size):
@@ -128,9 +134,11 @@ class Variant:
     vectorize: bool = True  # an ensemble's members vmapped, else lax.map
     pointwise_as_conv: bool = False  # 1x1 convolutions as XLA convs (ablation)
     flax_batchnorm: bool = False  # nnx.BatchNorm's autodiff gradient (ablation)
+    model: str = "resnet50"  # a key of MODELS
 
     def record(self, members: int) -> dict:
         return {
+            "model": self.model,
             "augment": self.augment,
             "remat": self.remat,
             "ensemble_vectorize": self.vectorize if members > 1 else None,
@@ -154,7 +162,7 @@ def _jax_step(size, batch, dtype, members, variant, rng, abstract=False):
     )
     states = []
     for seed in range(1 if abstract else members):
-        model = resnet.ResNet50(
+        model = MODELS[variant.model](
             num_classes=NUM_CLASSES, dtype=jnp.dtype(dtype), rngs=nnx.Rngs(seed)
         )
         if variant.pointwise_as_conv:
@@ -320,7 +328,12 @@ def _runs(args, size, rng, variant):
             if args.flax_batchnorm:
                 yield dtype, 1, jax_run(1, False, flax_batchnorm=True)
             yield dtype, 1, jax_run(1, True)
-        if "torch_eager" in args.impls:
+        twins = [i for i in ("torch_eager", "keras") if i in args.impls]
+        if variant.model != "resnet50" and twins:
+            for impl in twins:
+                yield dtype, 1, lambda i=impl: {"impl": i, "skipped": NO_TWIN}
+            twins = []
+        if "torch_eager" in twins:
             for channels_last in (False, True):
                 yield (
                     dtype,
@@ -331,7 +344,7 @@ def _runs(args, size, rng, variant):
                 )
         if "jaxtransfer" in args.impls and args.members > 1:
             yield dtype, args.members, jax_run(args.members, True)
-        if "keras" in args.impls and dtype == "float32":
+        if "keras" in twins and dtype == "float32":
             yield dtype, 1, lambda: bench_keras(size, args.batch, args.iters, rng)
 
 
@@ -374,6 +387,12 @@ def main(argv=None) -> list[dict]:
         action="store_true",
         help="also time the step with nnx.BatchNorm's autodiff gradient (ablation)",
     )
+    parser.add_argument(
+        "--model",
+        choices=sorted(MODELS),
+        default="resnet50",
+        help="tiny: jaxtransfer's tiny test ResNet, a quick check that the script runs",
+    )
     parser.add_argument("--output", default="benchmarks/train_throughput.json")
     args = parser.parse_args(argv)
     args.dtypes = args.dtypes.split(",")
@@ -391,6 +410,7 @@ def main(argv=None) -> list[dict]:
         remat=args.remat,
         vectorize=args.vectorize,
         pointwise_as_conv=args.pointwise_as_conv,
+        model=args.model,
     )
     results = []
     for size in (int(s) for s in args.sizes.split(",")):
