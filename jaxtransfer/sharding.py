@@ -86,12 +86,13 @@ def sync_processes(name: str) -> None:
 
     A barrier of jax.distributed's coordination service (through Orbax), not a
     device collective: process 0 may spend minutes writing shared inputs or running
-    the analysis while the others wait, and the processes should then reach their
-    first collective together (on CPUs its gloo connections are set up then; a
-    collective used as this barrier once failed with gloo's "Connect timeout" in a
-    loaded test run). The service wants a fresh key per barrier: every process
-    calls this in the same order, so the call count makes the keys unique and equal
-    across processes.
+    the analysis while the others wait. A collective as the barrier fails on CPUs
+    when process 0 gets there more than 30 s before another (gloo's key-value
+    deadline for setting up its connections), and failed once in a loaded test run
+    with gloo's "Connect timeout". This one waits up to ``BARRIER_TIMEOUT_S``, and
+    the processes then reach their first collective together. The service wants a
+    fresh key per barrier: every process calls this in the same order, so the call
+    count makes the keys unique and equal across processes.
     """
     if jax.process_count() > 1:
         key = f"jaxtransfer sync {next(_BARRIER_CALLS)}: {name}"
