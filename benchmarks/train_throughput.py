@@ -329,7 +329,7 @@ def _runs(args, size, rng, variant):
                 yield dtype, 1, jax_run(1, False, flax_batchnorm=True)
             yield dtype, 1, jax_run(1, True)
         twins = [i for i in ("torch_eager", "keras") if i in args.impls]
-        if variant.model != "resnet50" and twins:
+        if variant.model != "resnet50":
             for impl in twins:
                 yield dtype, 1, lambda i=impl: {"impl": i, "skipped": NO_TWIN}
             twins = []
