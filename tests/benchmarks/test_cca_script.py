@@ -3,38 +3,20 @@
 A smoke test, so a GPU lease is not spent on a broken script; speeds are not checked.
 """
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
+import benchmark_script
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_quick_run_reports_every_kernel_with_its_accuracy():
-    result = subprocess.run(
-        [
-            sys.executable,
-            "benchmarks/cca.py",
-            "--quick",
-            "--shared-sample",
-            "--decompositions",
-            "linalg,jacobi,cholesky",
-            "--gram-precisions",
-            "highest,bf16_3x",
-        ],
-        cwd=ROOT,
-        env={**os.environ, "JAX_PLATFORMS": "cpu"},
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
+    rows = benchmark_script.rows(
+        "cca.py",
+        "--quick",
+        "--shared-sample",
+        "--decompositions",
+        "linalg,jacobi,cholesky",
+        "--gram-precisions",
+        "highest,bf16_3x",
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    rows = [json.loads(line) for line in result.stdout.splitlines()]
     for row in rows:
         assert {"impl", "workload", "count", "seconds", "device"} <= set(row), row
         assert row["seconds"] > 0
@@ -86,14 +68,6 @@ def test_quick_run_reports_every_kernel_with_its_accuracy():
     ],
 )
 def test_unknown_options_are_refused(option, message):
-    result = subprocess.run(
-        [sys.executable, "benchmarks/cca.py", "--quick", *option],
-        cwd=ROOT,
-        env={**os.environ, "JAX_PLATFORMS": "cpu"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = benchmark_script.run("cca.py", "--quick", *option, timeout=120)
     assert result.returncode == 2
     assert message in result.stderr

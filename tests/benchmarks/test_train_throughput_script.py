@@ -4,30 +4,19 @@ speeds are not checked.
 """
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+import benchmark_script
+
 KEYS = {"impl", "size", "batch", "dtype", "members", "images_per_s", "device"}
 
 
 def _run(tmp_path, *options):
     output = tmp_path / "rows.jsonl"
-    result = subprocess.run(
-        [sys.executable, "benchmarks/train_throughput.py", "--model", "tiny"]
-        + ["--sizes", "32", "--batch", "2", "--iters", "1", "--output", str(output)]
-        + list(options),
-        cwd=ROOT,
-        env={**os.environ, "JAX_PLATFORMS": "cpu"},
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
+    rows = benchmark_script.rows(
+        "train_throughput.py",
+        *["--model", "tiny", "--sizes", "32", "--batch", "2", "--iters", "1"],
+        *["--output", str(output), *options],
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [json.loads(line) for line in output.read_text().splitlines()] == rows
     return rows
 
