@@ -128,10 +128,50 @@ def prepare(args: argparse.Namespace):
             + builder.MANUAL_DOWNLOAD_INSTRUCTIONS.strip()
         )
     tfds.disable_progress_bar()  # our own bar counts decoded images
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir))
-    )
+    scaffold = _scaffold(builder, args.data_dir)
+    existed = {path for path in scaffold if path.exists()}
+    try:
+        builder.download_and_prepare(
+            download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir))
+        )
+    except BaseException:
+        # TFDS removes its incomplete data folder itself; the folders and the
+        # config file it made around it are left, so a failed prepare would leave
+        # an empty dataset folder behind.
+        _remove_new_scaffold(scaffold, existed)
+        raise
     return builder
+
+
+def _scaffold(builder, data_dir) -> list[Path]:
+    """What TFDS creates around a dataset before writing data, deepest first."""
+    root = Path(data_dir)
+    dataset = root / builder.name
+    downloads = root / "downloads"
+    return [
+        dataset / ".config" / "metadata.json",
+        dataset / ".config",
+        Path(builder.data_dir).parent,  # <data_dir>/<dataset>/<config>
+        dataset,
+        downloads / "extracted",
+        downloads,
+        root,
+    ]
+
+
+def _remove_new_scaffold(scaffold: list[Path], existed: set[Path]):
+    """Removes the scaffold paths that did not exist before, where nothing else
+    has been put in them."""
+    for path in scaffold:
+        if path in existed or not path.exists():
+            continue
+        if path.is_dir():
+            try:
+                path.rmdir()  # only empty folders
+            except OSError:
+                pass
+        else:
+            path.unlink()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -92,7 +92,22 @@ def test_wrong_layout_names_the_expected_one(tmp_path, capsys):
     )
     err = capsys.readouterr().err
     assert "Expected layout" in err and sources.CHEST_LAYOUT in err
-    assert not builders.prepared_dir(tmp_path / "out", "chest", 32).exists()
+    assert not (tmp_path / "out").exists()  # no empty dataset folders left behind
+
+
+def test_failed_prepare_keeps_what_the_data_dir_held_before(tmp_path, capsys):
+    synthetic.write_breast(tmp_path / "raw")
+    out = tmp_path / "out"
+    (out / "downloads").mkdir(parents=True)
+    (out / "chest" / ".config").mkdir(parents=True)
+    (out / "chest" / ".config" / "metadata.json").write_text("{}")
+    (out / "chest" / "size64").mkdir()  # another size, prepared before
+    args = ("--dataset", "chest", "--manual_dir", tmp_path / "raw", "--size", 32)
+    assert _run(*args, "--data_dir", out) == 2
+    assert "Expected layout" in capsys.readouterr().err
+    assert (out / "chest" / ".config" / "metadata.json").is_file()  # TFDS rewrote it
+    assert sorted(p.name for p in (out / "chest").iterdir()) == [".config", "size64"]
+    assert sorted(p.name for p in out.iterdir()) == ["chest", "downloads"]
 
 
 def test_missing_or_empty_manual_dir_is_an_error(tmp_path, capsys):
