@@ -10,6 +10,7 @@ Usage:
 """
 
 import os
+import re
 
 import numpy as np
 from flax import nnx
@@ -50,7 +51,7 @@ def _load_state_dict(path: str) -> dict[str, np.ndarray]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for a bad file
-        raise ValueError(f"{path} is not a readable torch state dict: {e}") from None
+        raise ValueError(_load_error(path, e)) from None
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     if not isinstance(state, dict):
@@ -61,6 +62,26 @@ def _load_state_dict(path: str) -> dict[str, np.ndarray]:
         for k, v in state.items()
         if not k.endswith(_BOOKKEEPING)
     }
+
+
+def _load_error(path: str, error: Exception) -> str:
+    """What went wrong reading `path`, without torch's advice to load it unsafely."""
+    message = str(error)
+    # The file pickles Python objects (a whole model, an optimizer, ...).
+    found = re.search(r"Unsupported global: GLOBAL (\S+)", message)
+    if found:
+        return (
+            f"{path} is not a plain state dict of tensors (it holds a "
+            f"{found.group(1)}); the converter reads tensors only and never "
+            "unpickles Python objects. Save the weights with "
+            "torch.save(model.state_dict(), path)."
+        )
+    cause = re.search(
+        r"WeightsUnpickler error:(.*?)(Check the documentation|$)", message, re.S
+    )
+    if cause:
+        message = " ".join(cause.group(1).split())
+    return f"{path} is not a readable torch state dict: {message}"
 
 
 def _take(state: dict, key: str, shape: tuple, used: set) -> np.ndarray:

@@ -128,5 +128,22 @@ def test_not_a_state_dict_and_corrupt_file(tmp_path):
     _cli_fails(listing, tmp_path, "expected a state dict")
     corrupt = tmp_path / "corrupt.pth"
     corrupt.write_bytes(b"\x00" * 100)
-    _cli_fails(corrupt, tmp_path, "not a readable torch state dict")
+    _cli_fails(
+        corrupt,
+        tmp_path,
+        "corrupt.pth is not a readable torch state dict: Unsupported operand 0",
+    )
     _cli_fails(tmp_path / "missing.pth", tmp_path, "no such file")
+    whole_model = tmp_path / "model.pth"
+    torch.save(torchvision.models.resnet50(), whole_model)
+    _cli_fails(
+        whole_model,
+        tmp_path,
+        "not a plain state dict of tensors (it holds a torchvision.models.resnet."
+        "ResNet); the converter reads tensors only and never unpickles Python "
+        "objects. Save the weights with torch.save(model.state_dict(), path).",
+    )
+    for path in (corrupt, whole_model):  # not torch's advice to load it unsafely
+        with pytest.raises(ValueError) as error:
+            torch_pth.convert(path)
+        assert "weights_only" not in str(error.value)
