@@ -251,12 +251,11 @@ def _resample(image: jax.Array, matrix: jax.Array) -> jax.Array:
     c0 = jnp.clip(col0, 0, width - 1)
     c1 = jnp.clip(col0 + 1, 0, width - 1)
     flat = image.reshape(height * width, channels)
-    # Materialise the indices: fused into the gathers, XLA:CPU recomputes them for
-    # every element and the augmentation takes twice as long (benchmarks/RESULTS.md).
-    indices = jax.lax.optimization_barrier(
-        [r * width + c for r, c in ((r0, c0), (r0, c1), (r1, c0), (r1, c1))]
-    )
-    v00, v01, v10, v11 = (flat[i] for i in indices)  # (H, W, C) each
+    # Each neighbour gathered once: reading one twice made XLA:CPU's program for the
+    # batch twice as slow (benchmarks/RESULTS.md).
+    v00, v01, v10, v11 = (
+        flat[r * width + c] for r, c in ((r0, c0), (r0, c1), (r1, c0), (r1, c1))
+    )  # (H, W, C) each
     top = v00 + frac_col * (v01 - v00)
     bottom = v10 + frac_col * (v11 - v10)
     return top + frac_row * (bottom - top)
