@@ -60,8 +60,8 @@ run cca 120 python3 benchmarks/cca.py --shared-sample --chunk 350 \
   --reference-count 20 --repeats 3
 # No decomposition at all (Cholesky whitening, Newton-Schulz sum of singular values:
 # batched products and D elementwise steps instead of ~2600 Jacobi rounds), against
-# Jacobi in the same run, the whole paper workload in one call; with the bf16_3x Gram
-# this is the candidate for the 1000x target (not yet run on a GPU).
+# Jacobi in the same run, the whole paper workload in one call (H100, session 13:
+# 1055x the reference, Jacobi 151x; the full-width rows did not finish in 200 s).
 run cca_cholesky 200 python3 benchmarks/cca.py --chunk 1750 --reference-count 20 \
   --repeats 2 --decompositions jacobi,cholesky --shared-sample \
   --gram-precisions highest,bf16_3x
@@ -85,6 +85,9 @@ run ensemble_112 300 python3 $tt --sizes 112 --batch 128 --dtypes bfloat16 \
   --members 5 --iters 10 --impls jaxtransfer --ensemble-only --output /tmp/tt6.json
 run train_bf16_224 150 python3 $tt --sizes 224 --batch 128 --dtypes bfloat16 \
   --members 1 --iters 10 --impls jaxtransfer,torch_eager --output /tmp/tt4.json
+# Where the 224 px step's GPU time goes, kernel by kernel, in both frameworks.
+run profile_224 180 bash -c "python3 benchmarks/profile_gpu.py --impl jaxtransfer \
+  && python3 benchmarks/profile_gpu.py --impl torch_channels_last"
 # Ablation: 1x1 convolutions as cuDNN convolutions instead of matrix products
 # (the H200's remat abort was in XLA's GEMM fusion, most likely of those products).
 run pointwise_conv_224 150 python3 $tt --sizes 224 --batch 128 --dtypes bfloat16 \

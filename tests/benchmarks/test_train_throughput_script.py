@@ -25,11 +25,12 @@ def test_every_jaxtransfer_row_and_skipped_twins(tmp_path):
     rows = _run(
         tmp_path,
         *["--dtypes", "bfloat16", "--members", "2", "--flax-batchnorm"],
-        *["--impls", "jaxtransfer,torch_eager,keras"],
+        *["--impls", "jaxtransfer,torch_eager,keras", "--steps-per-sync", "2"],
     )
     timed = [row for row in rows if row["impl"] == "jaxtransfer"]
     for row in timed:
         assert KEYS <= set(row), row
+        assert row["steps_per_sync"] == 2
         assert row["images_per_s"] > 0 and row["compiled_bytes_per_member"] > 0
         assert (row["model"], row["dtype"], row["size"]) == ("tiny", "bfloat16", 32)
     found = [(r["members"], r["augment"], r["batchnorm"]) for r in timed]
