@@ -321,8 +321,8 @@ def run(
       batch_size: images per forward pass.
       cca: False skips the CCA (and the CCA-dependent tables).
       decomposition: the CCA kernel's eigen/singular-value method, "linalg"
-        (jnp.linalg; fastest on CPUs), "jacobi" (batched; fastest measured on
-        GPUs), "cholesky" (no decomposition, matrix products; for GPUs) or "auto"
+        (jnp.linalg; fastest on CPUs), "jacobi" (batched), "cholesky" (no
+        decomposition, matrix products; fastest measured on GPUs) or "auto"
         (the platform's faster measured one); recorded in the sampling details;
         None: config.analysis.cca_decomposition.
 
@@ -531,7 +531,7 @@ def main(argv=None) -> int:
         help="eigen/singular values of the CCA kernel: jnp.linalg (LAPACK/cuSOLVER), "
         "batched Jacobi (for GPUs, where cuSOLVER decomposes one matrix at a time), "
         "cholesky (no decomposition: Cholesky whitening and matrix products), "
-        "or auto: Jacobi on a GPU, jnp.linalg elsewhere (default: "
+        "or auto: cholesky on a GPU, jnp.linalg elsewhere (default: "
         "config.analysis.cca_decomposition)",
     )
     args = parser.parse_args(argv)

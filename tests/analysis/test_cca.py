@@ -165,9 +165,9 @@ def test_unknown_decomposition_is_a_clear_error():
 
 
 @pytest.mark.parametrize(
-    "backend, chosen", [("cpu", "linalg"), ("gpu", "jacobi"), ("tpu", "linalg")]
+    "backend, chosen", [("cpu", "linalg"), ("gpu", "cholesky"), ("tpu", "linalg")]
 )
-def test_auto_decomposition_picks_jacobi_only_on_gpus(monkeypatch, backend, chosen):
+def test_auto_decomposition_picks_cholesky_only_on_gpus(monkeypatch, backend, chosen):
     monkeypatch.setattr(jax, "default_backend", lambda: backend)
     assert cca.resolve_decomposition("auto") == chosen
     assert cca.resolve_decomposition("linalg") == "linalg"  # explicit names stay
