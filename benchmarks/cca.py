@@ -10,7 +10,9 @@ Workloads:
   repetition) shared by the 8 networks of a target, so one (N, 8 x 64) Gram product
   serves all 14 pairs and each network is whitened once: the analysis's own call
   (`pairs.pairwise_mean_cca`, see `jaxtransfer/analysis/sampling.py` for how its
-  sampling relates to the paper's per-pair samples).
+  sampling relates to the paper's per-pair samples). Each call holds
+  `--shared-repetitions` samples: by default the analysis's 5 (one fold and layer
+  a call); 125 is the whole workload in one call.
 - `full_depth_pairs`: the 14 pairs of 8 networks at one 1024-channel tap from
   streamed sums (`pairs.mean_cca_from_sums`), each network whitened once, against
   whitening both sides of every pair.
@@ -49,7 +51,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import timing  # noqa: E402  (benchmarks/timing.py, beside this script)
 
-from jaxtransfer.analysis import cca, pairs  # noqa: E402
+from jaxtransfer.analysis import cca, pairs, sampling  # noqa: E402
 
 PAPER_NUM_CCAS = 14 * 5 * 5 * 5
 # The 14 pairs of one target (PROTOCOL.md section 7) over 8 networks: 0 ImageNet,
@@ -275,7 +277,7 @@ def bench_shared_sample(args, rng, reference_per_cca, decomposition):
     (fold, layer, repetition) serving all 14 pairs, each network whitened once."""
     num_points, channels = args.points, 64
     groups_total = math.ceil(args.num_ccas / len(PAPER_PAIRS))
-    chunk = max(1, min(groups_total, args.chunk // len(PAPER_PAIRS)))
+    chunk = min(groups_total, args.shared_repetitions)
     latent = rng.standard_normal((chunk, num_points, 8), np.float32)
     nets = _relu_activations(rng, (chunk,), num_points, NUM_NETWORKS * channels, latent)
     nets = jnp.asarray(nets)  # (groups, N, 8 * 64)
@@ -307,6 +309,7 @@ def bench_shared_sample(args, rng, reference_per_cca, decomposition):
         speedup=reference_per_cca * count / seconds,
         speedup_note="against the per-pair float64 reference of the paper workload",
         max_abs_error_vs_reference=float(np.max(np.abs(values - reference))),
+        repetitions_per_call=chunk,
         **_workload("paper_shared_sample", count, num_points, channels),
     )
 
@@ -468,6 +471,13 @@ def main():
         help="also time one shared sample per group",
     )
     parser.add_argument("--chunk", type=int, default=50, help="pairs per kernel call")
+    parser.add_argument(
+        "--shared-repetitions",
+        type=int,
+        default=sampling.PAPER_REPETITIONS,
+        help="shared samples per call of the shared-sample workload (default: the "
+        "analysis's, one fold and layer)",
+    )
     parser.add_argument(
         "--reference-count", type=int, default=30, help="pairs timed with the reference"
     )

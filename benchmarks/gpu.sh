@@ -64,7 +64,7 @@ run cca 120 python3 benchmarks/cca.py --shared-sample --chunk 350 \
 # 1055x the reference, Jacobi 151x; the full-width rows did not finish in 200 s).
 run cca_cholesky 200 python3 benchmarks/cca.py --chunk 1750 --reference-count 20 \
   --repeats 2 --decompositions jacobi,cholesky --shared-sample \
-  --gram-precisions highest,bf16_3x
+  --shared-repetitions 125 --gram-precisions highest,bf16_3x
 # The CCA kernel's GPU options, each with its error against the float64 reference:
 # batched Jacobi decompositions beside jnp.linalg's (cuSOLVER decomposes 64x64
 # matrices one at a time), and the Gram product in XLA's multi-pass bf16/tf32
