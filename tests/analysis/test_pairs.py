@@ -1,6 +1,7 @@
 """The 14 pairs, the one-call pairwise kernel against the float64 reference, and
 the streamed full-depth CCA."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -113,6 +114,23 @@ def test_both_kernels_take_every_decomposition():
             streamed[decomposition], streamed["linalg"], atol=2e-6
         )
     np.testing.assert_allclose(streamed["linalg"], sampled["linalg"][0], atol=2e-6)
+
+
+@pytest.mark.parametrize("block", [None, 20])
+def test_pairwise_kernel_with_a_blocked_gram_equals_the_reference(monkeypatch, block):
+    # On CPUs the shared Gram is multiplied as its block upper triangle; strips of 20
+    # channels cut across the 16-channel networks, the hardest case for the mirror.
+    monkeypatch.setattr(pairs, "CPU_GRAM_BLOCK", block)
+    monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
+    acts = _shared_sample(np.random.default_rng(9), 400, 5)
+    first, second = np.array([0, 1, 2, 2]), np.array([1, 2, 0, 1])
+    # A new function, so that jax traces it afresh with this block.
+    kernel = jax.jit(lambda *args: pairs.pairwise_mean_cca.__wrapped__(*args))
+    values = np.asarray(kernel(acts, first, second).values)
+    for rep in range(2):
+        for p, (a, b) in enumerate(zip(first, second)):
+            reference = cca.mean_cca_reference_numpy(acts[rep, a], acts[rep, b])
+            assert values[rep, p] == pytest.approx(reference, abs=2e-5)
 
 
 def test_linearly_dependent_channels_are_counted_per_network_and_noted():
