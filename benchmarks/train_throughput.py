@@ -4,11 +4,12 @@ Every implementation trains the study's model (Keras ResNet50 v1 layout, global
 average pooling, Dropout(0.5), Dense(2)) with softmax cross-entropy and Adam at the
 paper's fine-tuning rate, on random 0..255 images of the given size, batch and
 dtype, in the same process. Each timed call runs `--steps-per-sync` optimizer steps
-back to back and then waits for the device, as the training loop does (it reads the
-step's sums once per epoch); the median over `--iters` calls, divided by the steps,
-is reported after warm-up. `--steps-per-sync 1` times each step blocked on, which
-adds the host's dispatch of every step to the device time (on a GPU, about 4 ms of a
-28 ms jaxtransfer step at 224 px; session 13).
+and then waits for the device; the median over `--iters` calls, divided by the
+steps, is reported after warm-up. The default is what the training loop does
+(`sharding.block_each_step`): on an accelerator 5 steps queued back to back (blocking
+on each adds the host's dispatch of every step to the device time: about 4 ms of a
+28 ms jaxtransfer step at 224 px on an H100), on a CPU each step waited for (a step
+queued behind the running one made it 10% slower on 2 cores). Both in session 13.
 
 - `jaxtransfer`: the jitted `train.train_step` the training loop runs (gather by
   index from the on-device uint8 split, caffe preprocessing, loss, grads, Adam),
@@ -68,7 +69,7 @@ from flax import nnx  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import timing  # noqa: E402  (benchmarks/timing.py, beside this script)
 
-from jaxtransfer import ensemble, train, xla_flags  # noqa: E402
+from jaxtransfer import ensemble, sharding, train, xla_flags  # noqa: E402
 from jaxtransfer.data import augment  # noqa: E402
 from jaxtransfer.models import batch_norm, resnet  # noqa: E402
 
@@ -382,8 +383,9 @@ def main(argv=None) -> list[dict]:
         "--steps-per-sync",
         dest="sync",
         type=int,
-        default=5,
-        help="steps queued before each wait for the device (1: every step blocked)",
+        default=None,
+        help="steps queued before each wait for the device (1: every step blocked; "
+        "default: as the training loop, 1 on CPUs and 5 on accelerators)",
     )
     parser.add_argument("--impls", default=",".join(IMPLS))
     parser.add_argument(
@@ -435,6 +437,8 @@ def main(argv=None) -> list[dict]:
     if args.remat:  # before jax starts its backend; see jaxtransfer/xla_flags.py
         xla_flags.add(xla_flags.GPU_REMAT)
     device = jax.devices()[0]
+    if args.sync is None:
+        args.sync = 1 if sharding.block_each_step(None) else 5
     rng = np.random.default_rng(0)
     variant = Variant(
         remat=args.remat,

@@ -131,16 +131,17 @@ class RunCheckpointer:
 def for_mesh(
     step_config: train.StepConfig, mesh: Mesh | None
 ) -> tuple[train.StepConfig, bool]:
-    """Steps that split each batch over ``mesh``, and whether to block on each.
+    """Steps that split each batch over ``mesh``, and whether to block on each
+    (`sharding.block_each_step`).
 
-    Returns ``step_config`` unchanged (and False) without a mesh.
+    Returns ``step_config`` unchanged without a mesh.
     """
     if mesh is None:
-        return step_config, False
+        return step_config, sharding.block_each_step(None)
     sharded = dataclasses.replace(
         step_config, batch_sharding=sharding.batch_sharded(mesh)
     )
-    return sharded, sharding.needs_step_sync(mesh)
+    return sharded, sharding.block_each_step(mesh)
 
 
 def run_stages(

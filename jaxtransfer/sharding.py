@@ -9,7 +9,6 @@ and computes the same batch indices from the same keys, so no host feeds another
 """
 
 import itertools
-import os
 
 import jax
 import numpy as np
@@ -66,14 +65,16 @@ def put_replicated(tree, mesh: Mesh):
     )
 
 
-def needs_step_sync(mesh: Mesh) -> bool:
-    """True where sharded steps must be blocked on one by one.
+def block_each_step(mesh: Mesh | None) -> bool:
+    """True where the training loop should wait for each step before the next.
 
-    More virtual CPU devices than cores can deadlock jaxlib 0.10's CPU runtime when
-    several sharded steps are in flight at once.
+    On CPUs: with a step queued behind the running one, a train step took 10% longer
+    on 2 cores (benchmarks/RESULTS.md, session 13), and with more virtual CPU devices
+    than cores jaxlib 0.10's runtime can deadlock when several sharded steps are in
+    flight. Accelerators run queued steps back to back.
     """
-    platform = mesh.devices.flat[0].platform
-    return platform == "cpu" and mesh.devices.size > (os.cpu_count() or 1)
+    devices = jax.devices() if mesh is None else mesh.devices.flat
+    return next(iter(devices)).platform == "cpu"
 
 
 def is_primary() -> bool:

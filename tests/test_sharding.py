@@ -1,9 +1,9 @@
 """Training does not depend on the device count, and survives SIGKILL.
 
 Each set-up runs in its own process (the device count is fixed when jax starts):
-1 device, 8 virtual devices (more than the cores here, which the trainer detects
-and handles by blocking on every step), 2 processes over localhost, and a run
-killed with SIGKILL mid-training then re-run.
+1 device, 8 virtual devices (more than the cores here: queued sharded steps could
+deadlock, and the trainer blocks on every step on CPUs), 2 processes over localhost,
+and a run killed with SIGKILL mid-training then re-run.
 """
 
 import json
@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import jax
@@ -19,6 +20,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from jaxtransfer import sharding
 from jaxtransfer.models import pretrained
 
 SCRIPT = Path(__file__).with_name("sharded_run.py")
@@ -69,6 +71,13 @@ def _run(output, cache, *extra, processes=1):
 @pytest.fixture(scope="module")
 def one_device(tmp_path_factory, cache):
     return _run(tmp_path_factory.mktemp("one") / "result.json", cache)
+
+
+def test_the_loop_blocks_on_each_step_on_cpus_only(monkeypatch):
+    assert sharding.block_each_step(None)  # this machine's devices are CPUs
+    assert sharding.block_each_step(sharding.make_mesh())
+    monkeypatch.setattr(jax, "devices", lambda: [types.SimpleNamespace(platform="gpu")])
+    assert not sharding.block_each_step(None)
 
 
 def _assert_same_training(actual, expected):
