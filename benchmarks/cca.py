@@ -17,8 +17,8 @@ Workloads:
   streamed sums (`pairs.mean_cca_from_sums`), each network whitened once, against
   whitening both sides of every pair.
 
-`--decompositions linalg,jacobi,cholesky` times the kernel (paper and shared-sample
-workloads) with each of `cca.DECOMPOSITIONS`: jnp.linalg's eigh/SVD (LAPACK,
+`--decompositions linalg,jacobi,cholesky` times the kernel (paper, shared-sample and
+full-depth workloads) with each of `cca.DECOMPOSITIONS`: jnp.linalg's eigh/SVD (LAPACK,
 cuSOLVER), the batched Jacobi methods, or no decomposition (Cholesky whitening and the
 polar iteration's sum of singular values); rows of a non-default method carry its
 name in `impl`.
@@ -411,7 +411,8 @@ def bench_full_depth_pairs(args, rng):
 
     From streamed sums (`pairs.mean_cca_from_sums`, each network whitened once and
     shared by its pairs) against whitening both sides of every pair
-    (`cca.mean_cca_from_covariance` on the same covariances), same run.
+    (`cca.mean_cca_from_covariance` on the same covariances), same run; then the
+    shared form with each other method of `--decompositions` against jnp.linalg's.
     """
     channels, num_points = args.full_depth_width, 3 * args.full_depth_width
     latent = rng.standard_normal((1, num_points, channels), np.float32)
@@ -460,6 +461,24 @@ def bench_full_depth_pairs(args, rng):
         max_abs_difference=float(jnp.max(jnp.abs(values - per_pair_whitening(acc)))),
         **common,
     )
+    for decomposition in args.decompositions:
+        if decomposition == "linalg":
+            continue
+        method = functools.partial(shared, decomposition=decomposition)
+        method_seconds = _time(
+            lambda acc, method=method: method(acc, first, second), acc
+        )
+        difference = jnp.max(jnp.abs(method(acc, first, second) - values))
+        _emit(
+            impl=_impl("jax_whiten_each_network_once", decomposition),
+            decomposition=decomposition,
+            seconds=method_seconds,
+            per_cca_ms=method_seconds / count * 1e3,
+            speedup=shared_seconds / method_seconds,
+            speedup_note="against the same call with jnp.linalg",
+            max_abs_difference=float(difference),
+            **common,
+        )
 
 
 def main():
@@ -487,8 +506,8 @@ def main():
     parser.add_argument(
         "--decompositions",
         default="linalg",
-        help="comma-separated cca.DECOMPOSITIONS for the paper and shared-sample "
-        "workloads (full width always uses linalg)",
+        help="comma-separated cca.DECOMPOSITIONS for the paper, shared-sample and "
+        "full-depth workloads (full width always uses linalg)",
     )
     parser.add_argument(
         "--gram-precisions",

@@ -57,7 +57,7 @@ run train_bf16_112 150 python3 $tt --sizes 112 --batch 128 --dtypes bfloat16 \
   --members 1 --iters 10 --impls jaxtransfer,torch_eager --flax-batchnorm \
   --output /tmp/tt1.json
 run cca 120 python3 benchmarks/cca.py --shared-sample --chunk 350 \
-  --reference-count 20 --repeats 3
+  --reference-count 20 --repeats 3 --decompositions linalg,cholesky
 # No decomposition at all (Cholesky whitening, Newton-Schulz sum of singular values:
 # batched products and D elementwise steps instead of ~2600 Jacobi rounds), against
 # Jacobi in the same run, the whole paper workload in one call (H100, session 13:
