@@ -9,7 +9,7 @@ steps, is reported after warm-up. The default is what the training loop does
 (`sharding.block_each_step`): on an accelerator 5 steps queued back to back (blocking
 on each adds the host's dispatch of every step to the device time: about 4 ms of a
 28 ms jaxtransfer step at 224 px on an H100), on a CPU each step waited for (a step
-queued behind the running one made it 10% slower on 2 cores). Both in session 13.
+queued behind the running one made it 3-9% slower on 2 cores). Both in session 13.
 
 - `jaxtransfer`: the jitted `train.train_step` the training loop runs (gather by
   index from the on-device uint8 split, caffe preprocessing, loss, grads, Adam),

@@ -68,7 +68,7 @@ def put_replicated(tree, mesh: Mesh):
 def block_each_step(mesh: Mesh | None) -> bool:
     """True where the training loop should wait for each step before the next.
 
-    On CPUs: with a step queued behind the running one, a train step took 10% longer
+    On CPUs: with a step queued behind the running one, a train step took 3-9% longer
     on 2 cores (benchmarks/RESULTS.md, session 13), and with more virtual CPU devices
     than cores jaxlib 0.10's runtime can deadlock when several sharded steps are in
     flight. Accelerators run queued steps back to back.
