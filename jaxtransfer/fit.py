@@ -136,12 +136,11 @@ def for_mesh(
 
     Returns ``step_config`` unchanged without a mesh.
     """
-    if mesh is None:
-        return step_config, sharding.block_each_step(None)
-    sharded = dataclasses.replace(
-        step_config, batch_sharding=sharding.batch_sharded(mesh)
-    )
-    return sharded, sharding.block_each_step(mesh)
+    if mesh is not None:
+        step_config = dataclasses.replace(
+            step_config, batch_sharding=sharding.batch_sharded(mesh)
+        )
+    return step_config, sharding.block_each_step(mesh)
 
 
 def run_stages(
