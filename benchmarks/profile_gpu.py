@@ -127,33 +127,19 @@ def _jax_run(args):
 def _torch_run(args):
     import torch
 
-    torch.backends.cudnn.benchmark = True
-    memory_format = (
-        torch.channels_last
-        if args.impl.endswith("channels_last")
-        else (torch.contiguous_format)
+    one_step, wait = train_throughput.torch_step(
+        torch,
+        args.size,
+        args.batch,
+        "bfloat16",
+        args.impl.endswith("channels_last"),
+        np.random.default_rng(0),
     )
-    model = train_throughput._torch_resnet50_v1(torch).to(
-        "cuda", memory_format=memory_format
-    )
-    optimizer = torch.optim.Adam(
-        model.parameters(), lr=train_throughput.LEARNING_RATE, eps=1e-7
-    )
-    images, labels = train_throughput._random_split(
-        np.random.default_rng(0), args.batch, args.size
-    )
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).float().cuda()
-    x = x.contiguous(memory_format=memory_format)
-    y = torch.from_numpy(labels).long().cuda()
 
     def run(count):
         for _ in range(count):
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                loss = torch.nn.functional.cross_entropy(model(x), y)
-            loss.backward()
-            optimizer.step()
-        torch.cuda.synchronize()
+            one_step()
+        wait()
 
     def trace(count, trace_dir):
         activities = [torch.profiler.ProfilerActivity.CUDA]

@@ -257,11 +257,8 @@ def _torch_resnet50_v1(torch):
     return model
 
 
-def bench_torch(size, batch, dtype, channels_last, iters, rng, steps_per_sync):
-    try:
-        import torch
-    except ImportError:
-        return {"impl": "torch_eager", "skipped": "torch is not installed"}
+def torch_step(torch, size, batch, dtype, channels_last, rng):
+    """The PyTorch twin's optimizer step as a closure, and a wait for its device."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     # cuDNN picks the fastest convolution algorithm per shape, as XLA's autotuner does.
     torch.backends.cudnn.benchmark = device == "cuda"
@@ -285,7 +282,17 @@ def bench_torch(size, batch, dtype, channels_last, iters, rng, steps_per_sync):
         if device == "cuda":
             torch.cuda.synchronize()
 
-    if device == "cuda":
+    return one_step, wait
+
+
+def bench_torch(size, batch, dtype, channels_last, iters, rng, steps_per_sync):
+    try:
+        import torch
+    except ImportError:
+        return {"impl": "torch_eager", "skipped": "torch is not installed"}
+    one_step, wait = torch_step(torch, size, batch, dtype, channels_last, rng)
+    cuda = torch.cuda.is_available()  # where torch_step put the model
+    if cuda:
         torch.cuda.reset_peak_memory_stats()
     seconds = _seconds_per_step(one_step, wait, iters, steps_per_sync)
     return {
@@ -296,9 +303,7 @@ def bench_torch(size, batch, dtype, channels_last, iters, rng, steps_per_sync):
         "cudnn_benchmark": torch.backends.cudnn.benchmark,
         "seconds_per_step": seconds,
         "images_per_s": batch / seconds,
-        "device_peak_bytes": (
-            torch.cuda.max_memory_allocated() if device == "cuda" else None
-        ),
+        "device_peak_bytes": torch.cuda.max_memory_allocated() if cuda else None,
     }
 
 
