@@ -113,7 +113,7 @@ def _transpose(a):
     return jnp.swapaxes(a, -1, -2)
 
 
-def _centre(z):
+def centre(z):
     """Centres (..., N, D) data along N without losing precision to large means."""
     # Shifting by the first datapoint first makes constant channels exactly zero and
     # leaves the float32 mean subtraction only the (small) spread to deal with.
@@ -121,28 +121,23 @@ def _centre(z):
     return z - jnp.mean(z, axis=-2, keepdims=True)
 
 
-def _gram(z, precision, block=None):
-    """z^T z over the N axis of (..., N, D) data.
+def gram(z, precision=_HIGHEST):
+    """z^T z over the N axis of (..., N, D) data (already centred)."""
+    return jnp.einsum("...nd,...ne->...de", z, z, precision=precision)
 
-    With ``block``, only the block upper triangle is multiplied (each strip of
-    ``block`` channels against the channels from its own strip on) and the rest is
-    mirrored: (1 + D / block) / (2 D / block) of the FLOPs, 62% at D = 4 blocks.
+
+def host_gram(z) -> np.ndarray:
+    """`gram` by the host's BLAS (NumPy's float32 or float64 GEMM), outside jit.
+
+    For XLA:CPU, whose batched Gram kernels are the slower ones at some shapes: on
+    the shared sample's (N, 8 x 64) Grams OpenBLAS runs about 1.7x faster
+    (benchmarks/RESULTS.md). A CPU jax array is read in place, without a copy.
     """
-    if block is None or block >= z.shape[-1]:
-        return jnp.einsum("...nd,...ne->...de", z, z, precision=precision)
-    width, strips = z.shape[-1], []
-    for start in range(0, width, block):
-        rows = z[..., start : start + block]
-        strip = jnp.einsum(
-            "...nd,...ne->...de", rows, z[..., start:], precision=precision
-        )
-        strips.append(jnp.pad(strip, [(0, 0)] * (strip.ndim - 1) + [(start, 0)]))
-    upper = jnp.concatenate(strips, axis=-2)
-    strip_of = jnp.arange(width) // block
-    return jnp.where(strip_of[:, None] <= strip_of, upper, _transpose(upper))
+    z = np.asarray(z)
+    return np.matmul(np.swapaxes(z, -1, -2), z)
 
 
-def covariance(z, precision=_HIGHEST, block=None):
+def covariance(z, precision=_HIGHEST):
     """Sample covariance of the channels of `z`, like `np.cov(z.T)` (ddof=1).
 
     Args:
@@ -151,22 +146,17 @@ def covariance(z, precision=_HIGHEST, block=None):
         `jax.lax.DotAlgorithmPreset`. Full float32 (HIGHEST) by default; on GPUs the
         multi-pass bf16/tf32 presets run on tensor cores (`benchmarks/cca.py
         --gram-precisions` measures their speed and accuracy).
-      block: None multiplies the whole Gram matrix at once; an int multiplies only
-        its block upper triangle in strips of that many channels, which XLA:CPU
-        runs faster for wide inputs (the shared sample's 8 x 64 channels:
-        `pairs.pairwise_mean_cca`).
 
     Returns:
       The covariance matrices, shape (..., D, D).
     """
     z = jnp.asarray(z, _float_dtype(z))
     n = z.shape[-2]
-    centred = _centre(z)  # (..., N, D)
     # XLA fuses elementwise producers into a dot operand and then picks a much slower
     # Gram kernel (measured 3-4x slower on CPU); materialising the centred data first
     # keeps the fast path.
-    centred = jax.lax.optimization_barrier(centred)
-    return _gram(centred, precision, block) / (n - 1)
+    centred = jax.lax.optimization_barrier(centre(z))  # (..., N, D)
+    return gram(centred, precision) / (n - 1)
 
 
 def joint_covariance(x, y, precision=_HIGHEST):
@@ -665,8 +655,8 @@ def linear_cka(x, y, debiased=False):
     n = x.shape[-2]
     # Back to the unnormalised Gram scale the unbiased estimator is written in.
     scale = (n - 1) ** 2
-    row_norms_x = jnp.sum(_centre(x.astype(dtype)) ** 2, axis=-1)  # (..., N)
-    row_norms_y = jnp.sum(_centre(y.astype(dtype)) ** 2, axis=-1)  # (..., N)
+    row_norms_x = jnp.sum(centre(x.astype(dtype)) ** 2, axis=-1)  # (..., N)
+    row_norms_y = jnp.sum(centre(y.astype(dtype)) ** 2, axis=-1)  # (..., N)
     total_x = jnp.sum(row_norms_x, axis=-1)
     total_y = jnp.sum(row_norms_y, axis=-1)
 

@@ -116,21 +116,29 @@ def test_both_kernels_take_every_decomposition():
     np.testing.assert_allclose(streamed["linalg"], sampled["linalg"][0], atol=2e-6)
 
 
-@pytest.mark.parametrize("block", [None, 20])
-def test_pairwise_kernel_with_a_blocked_gram_equals_the_reference(monkeypatch, block):
-    # On CPUs the shared Gram is multiplied as its block upper triangle; strips of 20
-    # channels cut across the 16-channel networks, the hardest case for the mirror.
-    monkeypatch.setattr(pairs, "CPU_GRAM_BLOCK", block)
-    monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
+@pytest.mark.parametrize("backend", ["cpu", "gpu"])
+def test_pairwise_kernel_equals_the_reference_on_either_path(monkeypatch, backend):
+    # CPUs take the Gram product in the host's BLAS between two jitted programs,
+    # accelerators run one program; both paths run here, on the CPU.
+    monkeypatch.setattr(jax, "default_backend", lambda: backend)
+    monkeypatch.setattr(cca, "host_gram", _counting(cca.host_gram))
     acts = _shared_sample(np.random.default_rng(9), 400, 5)
     first, second = np.array([0, 1, 2, 2]), np.array([1, 2, 0, 1])
-    # A new function, so that jax traces it afresh with this block.
-    kernel = jax.jit(lambda *args: pairs.pairwise_mean_cca.__wrapped__(*args))
-    values = np.asarray(kernel(acts, first, second).values)
+    values = np.asarray(pairs.pairwise_mean_cca(acts, first, second).values)
+    assert cca.host_gram.calls == (backend == "cpu")
     for rep in range(2):
         for p, (a, b) in enumerate(zip(first, second)):
             reference = cca.mean_cca_reference_numpy(acts[rep, a], acts[rep, b])
             assert values[rep, p] == pytest.approx(reference, abs=2e-5)
+
+
+def _counting(function):
+    def counted(*args):
+        counted.calls += 1
+        return function(*args)
+
+    counted.calls = 0
+    return counted
 
 
 def test_linearly_dependent_channels_are_counted_per_network_and_noted():
