@@ -19,6 +19,12 @@ CLIs, the benchmarks), made before jax starts its backend (thread arenas are
 created then); a library import never does it. ``JAXTRANSFER_DEFAULT_MALLOC=1``
 keeps glibc's defaults everywhere (e.g. to measure the difference). Elsewhere than
 Linux with glibc it does nothing.
+
+`shorten_blas_spin` is the other host setting: OpenBLAS's idle worker threads
+spin for 2^28 cycles (about 0.1 s) before they sleep, and the CCA analysis on a CPU
+alternates OpenBLAS Gram products (`analysis.cca.host_gram`) with XLA programs
+whose threads lost a core to that spinning. OpenBLAS reads the setting once, when
+NumPy first loads it, so the package applies it on import, before it imports NumPy.
 """
 
 import ctypes
@@ -26,6 +32,7 @@ import os
 import sys
 
 DEFAULT_MALLOC_ENV = "JAXTRANSFER_DEFAULT_MALLOC"
+BLAS_SPIN_ENV = "OPENBLAS_THREAD_TIMEOUT"
 
 # mallopt parameters from glibc's malloc.h.
 _M_TRIM_THRESHOLD = -1
@@ -55,3 +62,15 @@ def reuse_freed_memory(max_block_bytes: int = 1 << 30) -> bool:
     )
     # musl's mallopt is a stub that returns 0: report that nothing changed.
     return all(mallopt(option, value) == 1 for option, value in settings)
+
+
+def shorten_blas_spin(log2_cycles: int = 20) -> None:
+    """Lets OpenBLAS's idle worker threads sleep after 2^log2_cycles cycles of
+    spinning (2^20: under a millisecond) instead of 2^28 (about 0.1 s).
+
+    The shared-sample CCA call (`analysis.pairs.pairwise_mean_cca`, 5 x 10000 x 512
+    data) took 0.167-0.175 s with OpenBLAS's default and 0.140-0.146 s with this
+    (benchmarks/RESULTS.md). Has an effect only before NumPy first loads OpenBLAS;
+    a value already in the environment is kept.
+    """
+    os.environ.setdefault(BLAS_SPIN_ENV, str(log2_cycles))

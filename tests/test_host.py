@@ -58,3 +58,36 @@ def test_reused_memory_does_not_fault_per_call():
 def test_opt_out_keeps_defaults(monkeypatch):
     monkeypatch.setenv(host.DEFAULT_MALLOC_ENV, "1")
     assert host.reuse_freed_memory() is False
+
+
+# What NumPy's OpenBLAS read from the environment when it loaded.
+_BLAS_SPIN = """
+import ctypes, glob, json, os
+import jaxtransfer
+import numpy as np
+folder = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs")
+libraries = glob.glob(os.path.join(folder, "*openblas*.so*"))
+read = ctypes.CDLL(libraries[0]).openblas_thread_timeout() if libraries else None
+print(json.dumps({"env": os.environ.get("OPENBLAS_THREAD_TIMEOUT"), "read": read}))
+"""
+
+
+def _blas_spin(**env) -> dict:
+    result = subprocess.run(
+        [sys.executable, "-c", _BLAS_SPIN],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"JAX_PLATFORMS": "cpu", "PATH": os.environ.get("PATH", ""), **env},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_importing_the_package_shortens_openblas_spin_before_numpy_loads_it():
+    default = _blas_spin()
+    if default["read"] is None:
+        pytest.skip("this NumPy does not bundle OpenBLAS")
+    assert default == {"env": "20", "read": 20}
+    # A value the user set is kept.
+    assert _blas_spin(**{host.BLAS_SPIN_ENV: "25"}) == {"env": "25", "read": 25}
