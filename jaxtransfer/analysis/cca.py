@@ -129,9 +129,9 @@ def gram(z, precision=_HIGHEST):
 def host_gram(z) -> np.ndarray:
     """`gram` by the host's BLAS (NumPy's float32 or float64 GEMM), outside jit.
 
-    For XLA:CPU, whose batched Gram kernels are the slower ones at some shapes: on
-    the shared sample's (N, 8 x 64) Grams OpenBLAS runs about 1.7x faster
-    (benchmarks/RESULTS.md). A CPU jax array is read in place, without a copy.
+    For XLA:CPU: on the shared sample's (N, 8 x 64) Grams OpenBLAS's GEMM runs
+    about 1.7x faster than XLA:CPU's batched product (benchmarks/RESULTS.md). A CPU
+    jax array is read in place, without a copy.
     """
     z = np.asarray(z)
     return np.matmul(np.swapaxes(z, -1, -2), z)

@@ -9,10 +9,11 @@ Two computations:
 
 - ``paper_cca``: the paper's sampled mean CCA. Every network's sampled activations
   (`sampling.sample_activations`) are stacked per tap as (repetitions, networks, N, d);
-  one jitted call per tap computes one covariance of all networks' channels,
-  whitens each network once (`cca.whitening`) and evaluates every pair and
-  repetition from the blocks (`cca.mean_cca_from_whitening`), i.e. all (pairs x
-  repetitions) of a tap at once (N and d differ between taps).
+  one call per tap computes one covariance of all networks' channels, whitens each
+  network once (`cca.whitening`) and evaluates every pair and repetition from the
+  blocks (`cca.mean_cca_from_whitening`), i.e. all (pairs x repetitions) of a tap at
+  once (N and d differ between taps). It is one jitted program on accelerators; on
+  CPUs its Gram product runs in OpenBLAS between two (`pairwise_mean_cca`).
 - ``full_depth_cca`` (beyond the paper): conv1 and every block output, all channels,
   all stimuli; sums and Gram matrices are accumulated over image batches, so memory
   does not grow with the number of datapoints.
@@ -199,6 +200,7 @@ _pairs_from_gram_jit = jax.jit(_pairs_from_gram, static_argnames=_STATIC)
 def _pairwise_in_one_program(
     acts, first, second, num_points, nets, epsilon, decomposition
 ):
+    """`pairwise_mean_cca` as one jitted program, Gram product in XLA."""
     gram = cca.gram(_centred_stack(acts))
     return _pairs_from_gram(
         gram, num_points, nets, first, second, epsilon, decomposition
