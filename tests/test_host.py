@@ -27,19 +27,22 @@ print(json.dumps({"applied": applied, "faults_per_call": min(blocks)}))
 """
 
 
-def _faults_per_call(default_malloc: bool) -> dict:
-    env = {"JAX_PLATFORMS": "cpu", "PATH": os.environ.get("PATH", "")}
-    if default_malloc:
-        env[host.DEFAULT_MALLOC_ENV] = "1"
+def _run(script: str, **env) -> dict:
+    """The JSON line ``script`` prints last, run in a fresh CPU-only process."""
     result = subprocess.run(
-        [sys.executable, "-c", _WORKLOAD],
+        [sys.executable, "-c", script],
         capture_output=True,
         text=True,
         timeout=300,
-        env=env,
+        env={"JAX_PLATFORMS": "cpu", "PATH": os.environ.get("PATH", ""), **env},
     )
     assert result.returncode == 0, result.stderr[-2000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _faults_per_call(default_malloc: bool) -> dict:
+    env = {host.DEFAULT_MALLOC_ENV: "1"} if default_malloc else {}
+    return _run(_WORKLOAD, **env)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")
@@ -72,22 +75,10 @@ print(json.dumps({"env": os.environ.get("OPENBLAS_THREAD_TIMEOUT"), "read": read
 """
 
 
-def _blas_spin(**env) -> dict:
-    result = subprocess.run(
-        [sys.executable, "-c", _BLAS_SPIN],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={"JAX_PLATFORMS": "cpu", "PATH": os.environ.get("PATH", ""), **env},
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
-
-
 def test_importing_the_package_shortens_openblas_spin_before_numpy_loads_it():
-    default = _blas_spin()
+    default = _run(_BLAS_SPIN)
     if default["read"] is None:
         pytest.skip("this NumPy does not bundle OpenBLAS")
     assert default == {"env": "20", "read": 20}
     # A value the user set is kept.
-    assert _blas_spin(**{host.BLAS_SPIN_ENV: "25"}) == {"env": "25", "read": 25}
+    assert _run(_BLAS_SPIN, **{host.BLAS_SPIN_ENV: "25"}) == {"env": "25", "read": 25}

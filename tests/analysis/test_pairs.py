@@ -1,6 +1,8 @@
 """The 14 pairs, the one-call pairwise kernel against the float64 reference, and
 the streamed full-depth CCA."""
 
+from unittest import mock
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -121,24 +123,15 @@ def test_pairwise_kernel_equals_the_reference_on_either_path(monkeypatch, backen
     # CPUs take the Gram product in the host's BLAS between two jitted programs,
     # accelerators run one program; both paths run here, on the CPU.
     monkeypatch.setattr(jax, "default_backend", lambda: backend)
-    monkeypatch.setattr(cca, "host_gram", _counting(cca.host_gram))
+    monkeypatch.setattr(cca, "host_gram", mock.Mock(wraps=cca.host_gram))
     acts = _shared_sample(np.random.default_rng(9), 400, 5)
     first, second = np.array([0, 1, 2, 2]), np.array([1, 2, 0, 1])
     values = np.asarray(pairs.pairwise_mean_cca(acts, first, second).values)
-    assert cca.host_gram.calls == (backend == "cpu")
+    assert cca.host_gram.call_count == (backend == "cpu")
     for rep in range(2):
         for p, (a, b) in enumerate(zip(first, second)):
             reference = cca.mean_cca_reference_numpy(acts[rep, a], acts[rep, b])
             assert values[rep, p] == pytest.approx(reference, abs=2e-5)
-
-
-def _counting(function):
-    def counted(*args):
-        counted.calls += 1
-        return function(*args)
-
-    counted.calls = 0
-    return counted
 
 
 def test_linearly_dependent_channels_are_counted_per_network_and_noted():
