@@ -16,7 +16,9 @@ Numerics. The kernels compute in the inputs' floating dtype: float32, or float64
 jax_enable_x64 is on and float64 arrays are passed. To keep float32 accurate:
 - the data are shifted by their first datapoint and then mean-centred before the Gram
   product, so constant channels become exact zeros (and are dropped exactly as in
-  float64) and no precision is lost to large means;
+  float64) and no precision is lost to large means (the shared-sample and streamed
+  Grams shift them close to the mean instead and subtract the exact mean's small
+  remainder afterwards, `shift` and `covariance_from_sums`);
 - the covariance blocks are scaled to correlation matrices (unit diagonal) before the
   eigendecomposition, which makes the whitening insensitive to channel scale;
 - the eps I that svcca adds to its max-rescaled covariance is carried over exactly;
@@ -119,6 +121,32 @@ def centre(z):
     # leaves the float32 mean subtraction only the (small) spread to deal with.
     z = z - z[..., :1, :]
     return z - jnp.mean(z, axis=-2, keepdims=True)
+
+
+def shift(z, points=64):
+    """(..., N, D) data moved close to zero mean, for a Gram corrected afterwards.
+
+    As `centre`, but the second shift is the mean of ``points`` evenly spaced
+    datapoints rather than of all N: the caller takes the exact mean from the shifted
+    data's sums (`covariance_from_sums`), and the correction is then small enough to
+    lose no precision.
+    """
+    z = z - z[..., :1, :]  # constant channels become exact zeros
+    stride = max(1, z.shape[-2] // points)
+    return z - jnp.mean(z[..., ::stride, :], axis=-2, keepdims=True)
+
+
+def covariance_from_sums(gram, total_x, total_y, count):
+    """Covariance (ddof 1) from sums over N of shifted data.
+
+    Args:
+      gram: (..., D1, D2) x^T y of the shifted data.
+      total_x: (..., D1) column sums of the shifted x.
+      total_y: (..., D2) column sums of the shifted y.
+      count: N.
+    """
+    outer = total_x[..., :, None] * (total_y / count)[..., None, :]
+    return (gram - outer) / (count - 1)
 
 
 def gram(z, precision=_HIGHEST):

@@ -160,27 +160,33 @@ def _pairs_mean_cca(sigma_self, sigma_cross, first, second, epsilon, decompositi
     return PairwiseCCA(values, sides.dependent)
 
 
-def _centred_stack(acts):
-    """(reps, nets, N, d) activations -> (reps, N, nets d) centred, channels stacked.
+def _shifted_stack(acts):
+    """(reps, nets, N, d) activations -> (reps, N, nets d) stacked and its column sums.
 
-    Centred before the stacking, so that XLA writes the stacked copy in the
-    centring's last pass.
+    The data are shifted near their mean (`cca.shift`) rather than centred: XLA
+    writes the stacked copy in the shift's one pass and takes the sums from it, and
+    the exact mean enters through `cca.covariance_from_sums`. It saves one pass over
+    the activations (measured on CPU: 19.6 against 25 ms a call).
     """
     reps, nets, n, d = acts.shape
-    centred = cca.centre(acts.astype(jnp.promote_types(acts.dtype, jnp.float32)))
-    stacked = jnp.moveaxis(centred, 1, 2).reshape(reps, n, nets * d)
+    shifted = cca.shift(acts.astype(jnp.promote_types(acts.dtype, jnp.float32)))
+    stacked = jnp.moveaxis(shifted, 1, 2).reshape(reps, n, nets * d)
     # Materialised: XLA fuses an elementwise producer into a dot operand and then
     # picks a much slower Gram kernel (as in `cca.covariance`).
-    return jax.lax.optimization_barrier(stacked)
+    stacked = jax.lax.optimization_barrier(stacked)
+    return stacked, jnp.sum(stacked, axis=-2)
 
 
-def _pairs_from_gram(gram, num_points, nets, first, second, epsilon, decomposition):
-    """`PairwiseCCA` from the (reps, nets d, nets d) Gram of the centred stack."""
+def _pairs_from_gram(
+    gram, total, num_points, nets, first, second, epsilon, decomposition
+):
+    """`PairwiseCCA` from the (reps, nets d, nets d) Gram of the shifted stack and
+    its (reps, nets d) column sums."""
     reps, width = gram.shape[:2]
     d = width // nets
-    sigma = (gram / (num_points - 1)).reshape(reps, nets, d, nets, d)
-    sigma = jnp.moveaxis(sigma, 3, 2)  # (reps, nets, nets, d, d)
-    index = jnp.arange(nets)
+    sigma = cca.covariance_from_sums(gram, total, total, num_points)
+    sigma = jnp.moveaxis(sigma.reshape(reps, nets, d, nets, d), 3, 2)
+    index = jnp.arange(nets)  # sigma: (reps, nets, nets, d, d)
     return _pairs_mean_cca(
         sigma[:, index, index],
         sigma[:, first, second],
@@ -192,7 +198,7 @@ def _pairs_from_gram(gram, num_points, nets, first, second, epsilon, decompositi
 
 
 _STATIC = ("num_points", "nets", "epsilon", "decomposition")
-_centred_stack_jit = jax.jit(_centred_stack)
+_shifted_stack_jit = jax.jit(_shifted_stack)
 _pairs_from_gram_jit = jax.jit(_pairs_from_gram, static_argnames=_STATIC)
 
 
@@ -201,9 +207,16 @@ def _pairwise_in_one_program(
     acts, first, second, num_points, nets, epsilon, decomposition
 ):
     """`pairwise_mean_cca` as one jitted program, Gram product in XLA."""
-    gram = cca.gram(_centred_stack(acts))
+    stacked, total = _shifted_stack(acts)
     return _pairs_from_gram(
-        gram, num_points, nets, first, second, epsilon, decomposition
+        cca.gram(stacked),
+        total,
+        num_points,
+        nets,
+        first,
+        second,
+        epsilon,
+        decomposition,
     )
 
 
@@ -234,8 +247,11 @@ def pairwise_mean_cca(
     options = dict(epsilon=epsilon, decomposition=decomposition)
     if jax.default_backend() != "cpu":
         return _pairwise_in_one_program(acts, first, second, **sizes, **options)
-    gram = jnp.asarray(cca.host_gram(_centred_stack_jit(acts)))
-    return _pairs_from_gram_jit(gram, first=first, second=second, **sizes, **options)
+    stacked, total = _shifted_stack_jit(acts)
+    gram = jnp.asarray(cca.host_gram(stacked))
+    return _pairs_from_gram_jit(
+        gram, total, first=first, second=second, **sizes, **options
+    )
 
 
 @dataclasses.dataclass
@@ -376,13 +392,10 @@ def _accumulate(acc, acts, mask, first, second):
 def _covariances_from_sums(acc, first, second):
     """Covariances from the accumulated sums (ddof 1): per network (nets, C, C) and
     per pair (P, C, C)."""
-    n = acc["count"]
-    mean = acc["total"] / n  # (nets, C), of the shifted data
-    outer_self = mean[:, :, None] * mean[:, None, :]
-    sigma_self = (acc["gram"] - n * outer_self) / (n - 1)  # (nets, C, C)
-    outer_cross = mean[first][:, :, None] * mean[second][:, None, :]
-    sigma_xy = (acc["cross"] - n * outer_cross) / (n - 1)  # (P, C, C)
-    return sigma_self, sigma_xy
+    n, total = acc["count"], acc["total"]  # total: (nets, C), of the shifted data
+    sigma_self = cca.covariance_from_sums(acc["gram"], total, total, n)
+    sigma_xy = cca.covariance_from_sums(acc["cross"], total[first], total[second], n)
+    return sigma_self, sigma_xy  # (nets, C, C), (P, C, C)
 
 
 @functools.partial(jax.jit, static_argnames=("epsilon", "decomposition"))

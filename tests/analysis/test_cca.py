@@ -260,6 +260,25 @@ def test_covariance_matches_numpy_cov():
     np.testing.assert_allclose(result, expected, rtol=1e-5, atol=1e-6)
 
 
+
+def test_covariance_from_sums_of_shifted_data_matches_numpy_cov():
+    rng = np.random.default_rng(19)
+    z = (1e4 + rng.standard_normal((2, 3000, 10))).astype(np.float32)  # large mean
+    z[:, 0] += 1000  # the first datapoint an outlier
+    z[..., 1] = z[..., 0] + 0.1 * z[..., 9]
+    z[..., 2] = 7.25  # constant: exactly zero after the shift
+
+    def covariance(z):
+        shifted = cca.shift(z)
+        total = shifted.sum(axis=-2)
+        return cca.covariance_from_sums(cca.gram(shifted), total, total, z.shape[-2])
+
+    result = np.asarray(jax.jit(covariance)(z))
+    expected = np.stack([np.cov(z[i].T.astype(np.float64)) for i in range(2)])
+    np.testing.assert_allclose(result, expected, rtol=1e-5, atol=1e-5)
+    assert not result[:, 2].any() and not result[:, :, 2].any()
+
+
 # ---------------------------------------------------------------------------------
 # SVCCA, PWCCA and CKA against straightforward NumPy versions.
 
