@@ -4,7 +4,9 @@ Workloads:
 - `paper`: the study's 1750 CCAs (14 pairs x 5 folds x 5 layers x 5 repetitions), each
   64 channels x 10000 datapoints per side, every pair with its own sample. The kernel
   runs on chunks of `--chunk` pairs; the reference is timed on `--reference-count`
-  pairs and extrapolated to 1750 (the output says so).
+  pairs and extrapolated to 1750 (the output says so). Kernel and reference are
+  timed in turns, best of `--repeats` rounds each, so that both see the same state
+  of a shared machine.
 - `full_width`: a few CCAs of 2048 channels x 10000 datapoints (all of block4).
 - `paper_shared_sample` (with `--shared-sample`): one sample per (fold, layer,
   repetition) shared by the 8 networks of a target, so one (N, 8 x 64) Gram product
@@ -12,7 +14,8 @@ Workloads:
   (`pairs.pairwise_mean_cca`, see `jaxtransfer/analysis/sampling.py` for how its
   sampling relates to the paper's per-pair samples). Each call holds
   `--shared-repetitions` samples: by default the analysis's 5 (one fold and layer
-  a call); 125 is the whole workload in one call.
+  a call); 125 is the whole workload in one call. Its reference runs on the first
+  `--reference-count` of its own pairs, in turns with it.
 - `full_depth_pairs`: the 14 pairs of 8 networks at one 1024-channel tap from
   streamed sums (`pairs.mean_cca_from_sums`), each network whitened once, against
   whitening both sides of every pair.
@@ -64,6 +67,7 @@ PAPER_PAIRS = (
     (4, 2), (5, 0), (5, 7), (6, 1), (6, 7), (6, 2), (7, 1),
 )  # fmt: skip
 NUM_NETWORKS = 8
+REFERENCE = "numpy_float64_reference"  # its key among the interleaved passes
 
 
 _RUN = {}  # what every record of this run shares (the allocator setting)
@@ -117,6 +121,11 @@ def _time(fn, *args, repeats=1):
         jax.block_until_ready(fn(*args))
         best = min(best, time.perf_counter() - start)
     return best
+
+
+def _blocking(fn, *args):
+    """``fn(*args)``, blocked on: for `timing.best_seconds_interleaved`."""
+    return jax.block_until_ready(fn(*args))
 
 
 def _time_calls(fn, fn_args, num_calls, repeats):
@@ -183,7 +192,7 @@ def bench_paper(args, rng, peak_gflops, bandwidth_gbs):
 
     cov_seconds = _time(lambda: run_all(covariance_only), repeats=args.repeats)
     blocks = jax.block_until_ready(covariance_only(x, y))
-    kernels = {}
+    kernels, passes = {}, {}
     for decomposition in args.decompositions:
         kernel = jax.jit(functools.partial(cca.mean_cca, decomposition=decomposition))
         # The rest of the kernel (masks, eigh, SVD) on precomputed covariance blocks.
@@ -192,23 +201,27 @@ def bench_paper(args, rng, peak_gflops, bandwidth_gbs):
         )
         kernels[decomposition] = dict(
             kernel=kernel,
-            seconds=_time(functools.partial(run_all, kernel), repeats=args.repeats),
             decompose_seconds=_time(
                 functools.partial(decompose_all, decompose), repeats=args.repeats
             ),
         )
+        passes[decomposition] = functools.partial(_blocking, run_all, kernel)
 
-    # Reference on a subset, extrapolated.
+    # Reference on a subset, extrapolated; timed in turns with the kernels.
     subset = min(args.reference_count, chunk)
-    cca.mean_cca_reference_numpy(x_host[0], y_host[0])  # warm-up
-    reference_seconds = math.inf
-    for _ in range(args.repeats):  # best pass, like the kernel's timing
-        start = time.perf_counter()
-        reference = [
+    reference = []
+
+    def reference_pass():
+        reference[:] = [
             cca.mean_cca_reference_numpy(x_host[i], y_host[i]) for i in range(subset)
         ]
-        elapsed = (time.perf_counter() - start) / subset * count
-        reference_seconds = min(reference_seconds, elapsed)
+
+    best = timing.best_seconds_interleaved(
+        {**passes, REFERENCE: reference_pass}, args.repeats
+    )
+    reference_seconds = best[REFERENCE] / subset * count
+    for decomposition, timed in kernels.items():
+        timed["seconds"] = best[decomposition]
 
     flops, bytes_moved = _covariance_cost(num_points, 2 * channels)
     bound_seconds = count * max(
@@ -216,7 +229,7 @@ def bench_paper(args, rng, peak_gflops, bandwidth_gbs):
     )
     common = _workload("paper", count, num_points, channels)
     _emit(
-        impl="numpy_float64_reference",
+        impl=REFERENCE,
         seconds=reference_seconds,
         per_cca_ms=reference_seconds / count * 1e3,
         extrapolated_from=subset,
@@ -274,46 +287,74 @@ def _impl(name, decomposition):
     return name if decomposition == "linalg" else f"{name}_{decomposition}"
 
 
-def bench_shared_sample(args, rng, reference_per_cca, decomposition):
+def bench_shared_sample(args, rng):
     """The analysis's own call (`pairs.pairwise_mean_cca`): one (N, 8 x 64) Gram per
-    (fold, layer, repetition) serving all 14 pairs, each network whitened once."""
+    (fold, layer, repetition) serving all 14 pairs, each network whitened once.
+
+    The float64 reference runs on the same samples' pairs, in turns with the kernel
+    (one row per decomposition of `--decompositions`).
+    """
     num_points, channels = args.points, 64
     groups_total = math.ceil(args.num_ccas / len(PAPER_PAIRS))
     chunk = min(groups_total, args.shared_repetitions)
     latent = rng.standard_normal((chunk, num_points, 8), np.float32)
     nets = _relu_activations(rng, (chunk,), num_points, NUM_NETWORKS * channels, latent)
-    nets = jnp.asarray(nets)  # (groups, N, 8 * 64)
+    nets = nets.reshape(chunk, num_points, NUM_NETWORKS, channels)
     # (groups, nets, N, 64): the layout jaxtransfer.analysis.pairs samples into.
-    nets = nets.reshape(chunk, num_points, NUM_NETWORKS, channels).transpose(0, 2, 1, 3)
+    host_nets = np.ascontiguousarray(nets.transpose(0, 2, 1, 3))
+    nets = jnp.asarray(host_nets)
     first = jnp.array([p[0] for p in PAPER_PAIRS])
     second = jnp.array([p[1] for p in PAPER_PAIRS])
-    shared = functools.partial(
-        pairs.pairwise_mean_cca,
-        first=first,
-        second=second,
-        epsilon=1e-12,
-        decomposition=decomposition,
-    )  # .values (groups, 14)
-
+    shared = {
+        decomposition: functools.partial(
+            pairs.pairwise_mean_cca,
+            first=first,
+            second=second,
+            epsilon=1e-12,
+            decomposition=decomposition,
+        )  # .values (groups, 14)
+        for decomposition in args.decompositions
+    }
     num_calls = math.ceil(groups_total / chunk)
-    seconds = _time(
-        lambda: [shared(nets) for _ in range(num_calls)], repeats=args.repeats
-    )
     count = num_calls * chunk * len(PAPER_PAIRS)
-    values = np.asarray(shared(nets).values)[0]  # the first group's 14 pairs
-    host = np.asarray(nets[0])
-    reference = [cca.mean_cca_reference_numpy(host[a], host[b]) for a, b in PAPER_PAIRS]
-    _emit(
-        impl=_impl("jax_mean_cca_float32_shared_sample", decomposition),
-        decomposition=decomposition,
-        seconds=seconds,
-        per_cca_ms=seconds / count * 1e3,
-        speedup=reference_per_cca * count / seconds,
-        speedup_note="against the per-pair float64 reference of the paper workload",
-        max_abs_error_vs_reference=float(np.max(np.abs(values - reference))),
-        repetitions_per_call=chunk,
-        **_workload("paper_shared_sample", count, num_points, channels),
+    # The reference on the first `subset` (group, pair) CCAs of a call.
+    subset = min(args.reference_count, chunk * len(PAPER_PAIRS))
+    sides = [
+        (host_nets[g, a], host_nets[g, b]) for g in range(chunk) for a, b in PAPER_PAIRS
+    ]
+    reference = []
+
+    def reference_pass():
+        reference[:] = [cca.mean_cca_reference_numpy(x, y) for x, y in sides[:subset]]
+
+    def kernel_pass(kernel):
+        return [_blocking(kernel, nets) for _ in range(num_calls)]
+
+    passes = {d: functools.partial(kernel_pass, kernel) for d, kernel in shared.items()}
+    best = timing.best_seconds_interleaved(
+        {**passes, REFERENCE: reference_pass}, args.repeats
     )
+    reference_seconds = best[REFERENCE] / subset * count
+    common = _workload("paper_shared_sample", count, num_points, channels)
+    _emit(
+        impl=REFERENCE,
+        seconds=reference_seconds,
+        per_cca_ms=reference_seconds / count * 1e3,
+        extrapolated_from=subset,
+        **common,
+    )
+    for decomposition, kernel in shared.items():
+        values = np.asarray(kernel(nets).values).reshape(-1)[:subset]
+        _emit(
+            impl=_impl("jax_mean_cca_float32_shared_sample", decomposition),
+            decomposition=decomposition,
+            seconds=best[decomposition],
+            per_cca_ms=best[decomposition] / count * 1e3,
+            speedup=reference_seconds / best[decomposition],
+            max_abs_error_vs_reference=float(np.max(np.abs(values - reference))),
+            repetitions_per_call=chunk,
+            **common,
+        )
 
 
 def bench_full_width(args, rng):
@@ -329,7 +370,7 @@ def bench_full_width(args, rng):
     error = abs(float(kernel(x, y)[0]) - reference)
     common = _workload("full_width", count, num_points, channels)
     _emit(
-        impl="numpy_float64_reference",
+        impl=REFERENCE,
         seconds=reference_seconds,
         per_cca_ms=reference_seconds / count * 1e3,
         extrapolated_from=1,
@@ -551,8 +592,7 @@ def main():
     paper = bench_paper(args, rng, peak_gflops, bandwidth_gbs)
     bench_gram_precisions(args, paper)
     if args.shared_sample:
-        for decomposition in args.decompositions:
-            bench_shared_sample(args, rng, paper["per_cca_seconds"], decomposition)
+        bench_shared_sample(args, rng)
     bench_full_width(args, rng)
     bench_full_depth_pairs(args, rng)
 

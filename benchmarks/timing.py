@@ -21,6 +21,25 @@ def median_seconds(fn, iters: int, warmup: int = 2) -> float:
     return float(np.median(times))
 
 
+def best_seconds_interleaved(fns: dict, rounds: int) -> dict:
+    """Best seconds of each ``fns[name]()`` over ``rounds`` rounds calling them in turn.
+
+    One warm-up call each first; every ``fn`` must block until its work is done. On a
+    shared VM the machine's speed drifts over minutes; timed in turns, the compared
+    implementations see the same drift, so their ratio is steadier than when each is
+    timed in its own block.
+    """
+    for fn in fns.values():
+        fn()
+    best = dict.fromkeys(fns, float("inf"))
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best
+
+
 def write_json_lines(path: str, records: list[dict]) -> None:
     """One JSON object per line, the format every benchmark prints and saves."""
     with open(path, "w") as f:

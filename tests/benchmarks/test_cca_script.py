@@ -34,6 +34,7 @@ def test_quick_run_reports_every_kernel_with_its_accuracy():
         ("paper", "jax_mean_cca_float32_cholesky"),
         ("paper", "jax_decompositions_only_cholesky"),
         ("paper", "jax_mean_cca_float32_gram_bf16_3x_cholesky"),
+        ("paper_shared_sample", "numpy_float64_reference"),
         ("paper_shared_sample", "jax_mean_cca_float32_shared_sample"),
         ("paper_shared_sample", "jax_mean_cca_float32_shared_sample_jacobi"),
         ("paper_shared_sample", "jax_mean_cca_float32_shared_sample_cholesky"),
