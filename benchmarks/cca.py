@@ -48,9 +48,6 @@ import time
 
 # Importable from a plain checkout too (the GPU machines run it without installing).
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-# Before NumPy loads OpenBLAS, as for the analysis (host.shorten_blas_spin).
-from jaxtransfer import host  # noqa: E402, I001
-
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
@@ -575,7 +572,6 @@ def main():
         if name.startswith("tf32") and jax.default_backend() == "cpu":
             parser.error(f"--gram-precisions={name!r}: XLA:CPU has no tf32 products")
     _RUN.update(timing.reuse_freed_memory())
-    _RUN["openblas_thread_timeout"] = os.environ.get(host.BLAS_SPIN_ENV)
     args.points, args.num_ccas = 10_000, PAPER_NUM_CCAS
     args.full_width, args.full_width_count = 2048, 2
     args.full_depth_width = 1024

@@ -1,4 +1,4 @@
-"""Host allocator settings that stop XLA:CPU from page-faulting on every step.
+"""Host settings for CPUs: malloc that keeps XLA:CPU's freed buffers; BLAS on all cores.
 
 XLA:CPU allocates the temporaries of a compiled program on each call and frees them
 after. glibc's malloc hands large blocks out as fresh ``mmap`` pages and returns
@@ -20,19 +20,19 @@ created then); a library import never does it. ``JAXTRANSFER_DEFAULT_MALLOC=1``
 keeps glibc's defaults everywhere (e.g. to measure the difference). Elsewhere than
 Linux with glibc it does nothing.
 
-`shorten_blas_spin` is the other host setting: OpenBLAS's idle worker threads
-spin for 2^28 cycles (about 0.1 s) before they sleep, and the CCA analysis on a CPU
-alternates OpenBLAS Gram products (`analysis.cca.host_gram`) with XLA programs
-whose threads lost a core to that spinning. OpenBLAS reads the setting once, when
-NumPy first loads it, so the package applies it on import, before it imports NumPy.
+`map_single_threaded_blas` runs BLAS calls side by side, one single-threaded call a
+core: on the CCA's Gram products OpenBLAS's own threads were 1.2-1.9x slower than
+that.
 """
 
+import concurrent.futures
+import contextlib
 import ctypes
+import functools
 import os
 import sys
 
 DEFAULT_MALLOC_ENV = "JAXTRANSFER_DEFAULT_MALLOC"
-BLAS_SPIN_ENV = "OPENBLAS_THREAD_TIMEOUT"
 
 # mallopt parameters from glibc's malloc.h.
 _M_TRIM_THRESHOLD = -1
@@ -64,13 +64,43 @@ def reuse_freed_memory(max_block_bytes: int = 1 << 30) -> bool:
     return all(mallopt(option, value) == 1 for option, value in settings)
 
 
-def shorten_blas_spin(log2_cycles: int = 20) -> None:
-    """Lets OpenBLAS's idle worker threads sleep after 2^log2_cycles cycles of
-    spinning (2^20: under a millisecond) instead of 2^28 (about 0.1 s).
+@functools.cache
+def _blas_controller():
+    # Imported where it is used: the GPU machines run the benchmarks on a bare JAX
+    # stack without threadpoolctl, and never call this.
+    import threadpoolctl
 
-    The shared-sample CCA call (`analysis.pairs.pairwise_mean_cca`, 5 x 10000 x 512
-    data) took 0.167-0.175 s with OpenBLAS's default and 0.140-0.146 s with this
-    (benchmarks/RESULTS.md). Has an effect only before NumPy first loads OpenBLAS;
-    a value already in the environment is kept.
+    return threadpoolctl.ThreadpoolController()
+
+
+def blas_threads() -> int:
+    """Threads NumPy's BLAS uses for one call now (1 where none is found)."""
+    libraries = _blas_controller().select(user_api="blas").lib_controllers
+    return max([lib.num_threads for lib in libraries], default=1)
+
+
+@functools.cache
+def _pool(workers: int) -> concurrent.futures.ThreadPoolExecutor:
+    return concurrent.futures.ThreadPoolExecutor(workers, "jaxtransfer-blas")
+
+
+@contextlib.contextmanager
+def _single_threaded_blas():
+    with _blas_controller().limit(limits=1, user_api="blas"):
+        yield
+
+
+def map_single_threaded_blas(fn, items) -> list:
+    """``[fn(item) for item in items]`` in parallel threads, BLAS single-threaded.
+
+    NumPy releases the GIL in BLAS calls, so ``fn``s that are mostly BLAS run side
+    by side, one a core. For the CCA's Gram products on a 2-core CPU (10000 rows,
+    128 or 512 columns) that was 1.2-1.9x faster than one product on OpenBLAS's
+    own threads (benchmarks/RESULTS.md). The BLAS thread count is process-wide: it
+    is 1 for the whole map.
     """
-    os.environ.setdefault(BLAS_SPIN_ENV, str(log2_cycles))
+    items = list(items)
+    if len(items) < 2:
+        return [fn(item) for item in items]
+    with _single_threaded_blas():
+        return list(_pool(len(items)).map(fn, items))

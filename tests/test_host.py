@@ -63,22 +63,8 @@ def test_opt_out_keeps_defaults(monkeypatch):
     assert host.reuse_freed_memory() is False
 
 
-# What NumPy's OpenBLAS read from the environment when it loaded.
-_BLAS_SPIN = """
-import ctypes, glob, json, os
-import jaxtransfer
-import numpy as np
-folder = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs")
-libraries = glob.glob(os.path.join(folder, "*openblas*.so*"))
-read = ctypes.CDLL(libraries[0]).openblas_thread_timeout() if libraries else None
-print(json.dumps({"env": os.environ.get("OPENBLAS_THREAD_TIMEOUT"), "read": read}))
-"""
-
-
-def test_importing_the_package_shortens_openblas_spin_before_numpy_loads_it():
-    default = _run(_BLAS_SPIN)
-    if default["read"] is None:
-        pytest.skip("this NumPy does not bundle OpenBLAS")
-    assert default == {"env": "20", "read": 20}
-    # A value the user set is kept.
-    assert _run(_BLAS_SPIN, **{host.BLAS_SPIN_ENV: "25"}) == {"env": "25", "read": 25}
+def test_blas_calls_side_by_side_run_single_threaded_in_order():
+    before = host.blas_threads()
+    seen = host.map_single_threaded_blas(lambda i: (i, host.blas_threads()), range(3))
+    assert seen == [(0, 1), (1, 1), (2, 1)]
+    assert host.blas_threads() == before

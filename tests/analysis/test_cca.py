@@ -4,6 +4,7 @@ import jax
 import numpy as np
 import pytest
 
+from jaxtransfer import host
 from jaxtransfer.analysis import cca
 
 mean_cca = jax.jit(cca.mean_cca, static_argnames="decomposition")
@@ -260,7 +261,6 @@ def test_covariance_matches_numpy_cov():
     np.testing.assert_allclose(result, expected, rtol=1e-5, atol=1e-6)
 
 
-
 def test_covariance_from_sums_of_shifted_data_matches_numpy_cov():
     rng = np.random.default_rng(19)
     z = (1e4 + rng.standard_normal((2, 3000, 10))).astype(np.float32)  # large mean
@@ -277,6 +277,15 @@ def test_covariance_from_sums_of_shifted_data_matches_numpy_cov():
     expected = np.stack([np.cov(z[i].T.astype(np.float64)) for i in range(2)])
     np.testing.assert_allclose(result, expected, rtol=1e-5, atol=1e-5)
     assert not result[:, 2].any() and not result[:, :, 2].any()
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_host_gram_over_row_shares_equals_the_float64_product(monkeypatch, threads):
+    monkeypatch.setattr(host, "blas_threads", lambda: threads)  # shares of the rows
+    z = np.random.default_rng(20).standard_normal((2, 1001, 24)).astype(np.float32)
+    expected = np.einsum("bnd,bne->bde", z.astype(np.float64), z.astype(np.float64))
+    result = cca.host_gram(jax.numpy.asarray(z))
+    np.testing.assert_allclose(result, expected, rtol=1e-5, atol=1e-3)
 
 
 # ---------------------------------------------------------------------------------
