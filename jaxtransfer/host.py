@@ -26,7 +26,6 @@ that.
 """
 
 import concurrent.futures
-import contextlib
 import ctypes
 import functools
 import os
@@ -84,12 +83,6 @@ def _pool(workers: int) -> concurrent.futures.ThreadPoolExecutor:
     return concurrent.futures.ThreadPoolExecutor(workers, "jaxtransfer-blas")
 
 
-@contextlib.contextmanager
-def _single_threaded_blas():
-    with _blas_controller().limit(limits=1, user_api="blas"):
-        yield
-
-
 def map_single_threaded_blas(fn, items) -> list:
     """``[fn(item) for item in items]`` in parallel threads, BLAS single-threaded.
 
@@ -102,5 +95,5 @@ def map_single_threaded_blas(fn, items) -> list:
     items = list(items)
     if len(items) < 2:
         return [fn(item) for item in items]
-    with _single_threaded_blas():
+    with _blas_controller().limit(limits=1, user_api="blas"):
         return list(_pool(len(items)).map(fn, items))

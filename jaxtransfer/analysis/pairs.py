@@ -228,7 +228,7 @@ def pairwise_mean_cca(
     One Gram product over all networks' channels serves every pair; each network is
     whitened once. On accelerators it all runs as one jitted program. On CPUs the
     Gram product runs in the host's BLAS between two jitted programs
-    (`cca.host_gram`): at this width OpenBLAS is about 1.7x faster than XLA:CPU.
+    (`cca.host_gram`), which is faster there than XLA:CPU's product.
 
     Args:
       acts: (repetitions, nets, N, d) activations of every network on the same
