@@ -125,6 +125,34 @@ def _blocking(fn, *args):
     return jax.block_until_ready(fn(*args))
 
 
+def _timed_with_reference(passes, sides, count, repeats, common):
+    """Kernel passes and the float64 reference on ``sides``, timed in turns.
+
+    Emits the reference's row, extrapolated from ``len(sides)`` CCAs to ``count``.
+
+    Returns:
+      (best seconds of each pass, reference seconds for ``count`` CCAs, the
+      reference's values on ``sides``).
+    """
+    reference = []
+
+    def reference_pass():
+        reference[:] = [cca.mean_cca_reference_numpy(x, y) for x, y in sides]
+
+    best = timing.best_seconds_interleaved(
+        {**passes, REFERENCE: reference_pass}, repeats
+    )
+    reference_seconds = best.pop(REFERENCE) / len(sides) * count
+    _emit(
+        impl=REFERENCE,
+        seconds=reference_seconds,
+        per_cca_ms=reference_seconds / count * 1e3,
+        extrapolated_from=len(sides),
+        **common,
+    )
+    return best, reference_seconds, np.asarray(reference)
+
+
 def _time_calls(fn, fn_args, num_calls, repeats):
     """Best wall time of `num_calls` calls of `fn(*fn_args)` (see `_time`)."""
     return _time(lambda: [fn(*fn_args) for _ in range(num_calls)], repeats=repeats)
@@ -206,31 +234,17 @@ def bench_paper(args, rng, peak_gflops, bandwidth_gbs):
 
     # Reference on a subset, extrapolated; timed in turns with the kernels.
     subset = min(args.reference_count, chunk)
-    reference = []
-
-    def reference_pass():
-        reference[:] = [
-            cca.mean_cca_reference_numpy(x_host[i], y_host[i]) for i in range(subset)
-        ]
-
-    best = timing.best_seconds_interleaved(
-        {**passes, REFERENCE: reference_pass}, args.repeats
+    common = _workload("paper", count, num_points, channels)
+    sides = [(x_host[i], y_host[i]) for i in range(subset)]
+    best, reference_seconds, reference = _timed_with_reference(
+        passes, sides, count, args.repeats, common
     )
-    reference_seconds = best[REFERENCE] / subset * count
     for decomposition, timed in kernels.items():
         timed["seconds"] = best[decomposition]
 
     flops, bytes_moved = _covariance_cost(num_points, 2 * channels)
     bound_seconds = count * max(
         flops / (peak_gflops * 1e9), bytes_moved / (bandwidth_gbs * 1e9)
-    )
-    common = _workload("paper", count, num_points, channels)
-    _emit(
-        impl=REFERENCE,
-        seconds=reference_seconds,
-        per_cca_ms=reference_seconds / count * 1e3,
-        extrapolated_from=subset,
-        **common,
     )
     for decomposition, timed in kernels.items():
         values = np.asarray(timed["kernel"](x, y))[:subset]
@@ -241,9 +255,7 @@ def bench_paper(args, rng, peak_gflops, bandwidth_gbs):
             per_cca_ms=seconds / count * 1e3,
             speedup=reference_seconds / seconds,
             chunk=chunk,
-            max_abs_error_vs_reference=float(
-                np.max(np.abs(values - np.asarray(reference)))
-            ),
+            max_abs_error_vs_reference=float(np.max(np.abs(values - reference))),
             covariance_gflops=count * flops / seconds / 1e9,
             decomposition=decomposition,
             **common,
@@ -272,7 +284,7 @@ def bench_paper(args, rng, peak_gflops, bandwidth_gbs):
     return dict(
         x=x,
         y=y,
-        reference=np.asarray(reference),
+        reference=reference,
         per_cca_seconds=reference_seconds / count,
         num_calls=num_calls,
         chunk=chunk,
@@ -314,31 +326,19 @@ def bench_shared_sample(args, rng):
     }
     num_calls = math.ceil(groups_total / chunk)
     count = num_calls * chunk * len(PAPER_PAIRS)
-    # The reference on the first `subset` (group, pair) CCAs of a call.
-    subset = min(args.reference_count, chunk * len(PAPER_PAIRS))
-    sides = [
-        (host_nets[g, a], host_nets[g, b]) for g in range(chunk) for a, b in PAPER_PAIRS
-    ]
-    reference = []
-
-    def reference_pass():
-        reference[:] = [cca.mean_cca_reference_numpy(x, y) for x, y in sides[:subset]]
 
     def kernel_pass(kernel):
         return [_blocking(kernel, nets) for _ in range(num_calls)]
 
     passes = {d: functools.partial(kernel_pass, kernel) for d, kernel in shared.items()}
-    best = timing.best_seconds_interleaved(
-        {**passes, REFERENCE: reference_pass}, args.repeats
-    )
-    reference_seconds = best[REFERENCE] / subset * count
+    # The reference on the first `subset` (group, pair) CCAs of a call.
+    subset = min(args.reference_count, chunk * len(PAPER_PAIRS))
+    sides = [
+        (host_nets[g, a], host_nets[g, b]) for g in range(chunk) for a, b in PAPER_PAIRS
+    ][:subset]
     common = _workload("paper_shared_sample", count, num_points, channels)
-    _emit(
-        impl=REFERENCE,
-        seconds=reference_seconds,
-        per_cca_ms=reference_seconds / count * 1e3,
-        extrapolated_from=subset,
-        **common,
+    best, reference_seconds, reference = _timed_with_reference(
+        passes, sides, count, args.repeats, common
     )
     for decomposition, kernel in shared.items():
         values = np.asarray(kernel(nets).values).reshape(-1)[:subset]
