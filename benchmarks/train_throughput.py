@@ -6,17 +6,16 @@ paper's fine-tuning rate, on random 0..255 images of the given size, batch and
 dtype, in the same process. Each timed call runs `--steps-per-sync` optimizer steps
 and then waits for the device; the median over `--iters` calls, divided by the
 steps, is reported after warm-up. The default is what the training loop does
-(`sharding.block_each_step`): on an accelerator 5 steps queued back to back (blocking
-on each adds the host's dispatch of every step to the device time: about 4 ms of a
-28 ms jaxtransfer step at 224 px on an H100), on a CPU each step waited for (a step
-queued behind the running one made it 3-9% slower on 2 cores). Both in session 13.
+(`training.mesh.block_each_step`): on an accelerator 5 steps queued back to back
+(blocking on each adds the host's dispatch of every step to the device time), on
+a CPU each step waited for (a step queued behind the running one is slower there).
 
-- `jaxtransfer`: the jitted `train.train_step` the training loop runs (gather by
-  index from the on-device uint8 split, caffe preprocessing, loss, grads, Adam),
-  with the paper's augmentation on device (`augment: true`) and without it, so the
-  row without augmentation does exactly what the other rows do. `members > 1` is
-  the fold ensemble: one vmapped step of M runs (`ensemble.make_ensemble_steps`);
-  its images/s counts the images of all members.
+- `jaxtransfer`: the engine's jitted train program (`training.engine.programs`:
+  gather by index from the on-device uint8 split, caffe preprocessing, loss,
+  grads, Adam), with the paper's augmentation on device (`augment: true`) and
+  without it, so the row without augmentation does exactly what the other rows do.
+  `members > 1` is one step of M member slots on one device (vmapped, or
+  `lax.map`); its images/s counts the images of all members.
 - `torch_eager`: torchvision's ResNet50 with the stride moved to the first 1x1
   convolution of each downsampling block (Keras's v1 layout, the same FLOPs), the
   same head, `torch.optim.Adam`; bfloat16 through `torch.autocast`. NCHW, and
@@ -32,8 +31,9 @@ of one target (`--members 25 --batch 128 --dtypes bfloat16`) without running it 
 reports its compiled size. `--ensemble-map` runs the ensemble's members one after
 another inside the step (`jax.lax.map`) instead of vmapping them. `--remat` makes
 the jaxtransfer steps recompute each block in the backward pass
-(`train.StepConfig.remat`). `--pointwise-as-conv` runs the 1x1 convolutions as XLA
-convolutions instead of the matrix products jaxtransfer uses (an ablation).
+(`training.steps.StepConfig.remat`). `--pointwise-as-conv` runs the 1x1
+convolutions as XLA convolutions instead of the matrix products jaxtransfer uses
+(an ablation).
 `--flax-batchnorm` adds a row with Flax's own BatchNorm gradient beside the plain
 jaxtransfer row (an ablation of `jaxtransfer.models.batch_norm`). `--model tiny`
 runs jaxtransfer's tiny test ResNet instead of ResNet50 (PyTorch and Keras rows then
@@ -69,9 +69,11 @@ from flax import nnx  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import timing  # noqa: E402  (benchmarks/timing.py, beside this script)
 
-from jaxtransfer import ensemble, sharding, train, xla_flags  # noqa: E402
+from jaxtransfer import xla_flags  # noqa: E402
 from jaxtransfer.data import augment  # noqa: E402
 from jaxtransfer.models import batch_norm, resnet  # noqa: E402
+from jaxtransfer.training import engine, steps  # noqa: E402
+from jaxtransfer.training import mesh as mesh_lib  # noqa: E402
 
 NUM_CLASSES = 2
 LEARNING_RATE = 1e-5  # the paper's fine-tuning stage
@@ -159,7 +161,7 @@ def _jax_step(size, batch, dtype, members, variant, rng, abstract=False):
     and the images: enough to compile and size the step, without building M models
     or allocating their data.
     """
-    config = train.StepConfig(
+    config = steps.StepConfig(
         learning_rate=LEARNING_RATE,
         compute_dtype=dtype,
         augment=augment.AugmentConfig() if variant.augment else None,
@@ -174,7 +176,7 @@ def _jax_step(size, batch, dtype, members, variant, rng, abstract=False):
             _as_lax_convs(model)
         if variant.flax_batchnorm:
             _as_flax_batchnorm(model)
-        graphdef, state = train.create_state(model, config.optimizer, nnx.Param)
+        graphdef, state = steps.create_state(model, config.optimizer, nnx.Param)
         states.append(state)
     if abstract:
         images = jax.ShapeDtypeStruct((batch * members, size, size, 3), jnp.uint8)
@@ -182,22 +184,30 @@ def _jax_step(size, batch, dtype, members, variant, rng, abstract=False):
     else:
         images, labels = _random_split(rng, batch * members, size)
         images, labels = jax.device_put(images), jax.device_put(labels)
-    if members == 1:
-        step, _ = train.make_steps(graphdef, NUM_CLASSES, config)
-        args = [states[0], images, labels, np.arange(batch), jax.random.key(0)]
+    # Every member on the first device; the engine's slot-stacked state and keys.
+    mesh = mesh_lib.make_mesh(members, devices=jax.devices()[:1])
+    mode = "vmap" if variant.vectorize or members == 1 else "map"
+    train_step, _ = engine.programs(graphdef, NUM_CLASSES, config, mesh, mode)
+    indices = np.arange(batch * members, dtype=np.int32).reshape(members, batch)
+    keys = np.stack([jax.random.key_data(jax.random.key(m)) for m in range(members)])
+    stack = functools.partial(jax.tree.map, lambda *leaves: jnp.stack(leaves))
+    if abstract:
+        stacked = jax.eval_shape(lambda s: stack(*[s] * members), states[0])
     else:
-        step, _ = ensemble.make_ensemble_steps(
-            graphdef, NUM_CLASSES, config, vectorize=variant.vectorize
-        )
-        indices = np.arange(batch * members).reshape(members, batch)
-        keys = jnp.stack([jax.random.key(m) for m in range(members)])
-        if abstract:
-            stacked = jax.eval_shape(lambda s: ensemble.stack([s] * members), states[0])
-        else:
-            stacked = ensemble.stack(states)
-        args = [stacked, images, labels, indices, keys]
-        args.append(np.ones(members, bool))
+        stacked = stack(*states)
+
+    def step(*args):
+        with jax.set_mesh(mesh):
+            return train_step(*args)
+
+    step.lower = lambda *args: _lower_in(mesh, train_step, *args)
+    args = [stacked, images, labels, indices, keys, np.ones(members, bool), 0]
     return step, args
+
+
+def _lower_in(mesh, program, *args):
+    with jax.set_mesh(mesh):
+        return program.lower(*args)
 
 
 def _seconds_per_step(one_step, wait, iters, steps_per_sync):
@@ -443,7 +453,8 @@ def main(argv=None) -> list[dict]:
         xla_flags.add(xla_flags.GPU_REMAT)
     device = jax.devices()[0]
     if args.sync is None:
-        args.sync = 1 if sharding.block_each_step(None) else 5
+        one_device = mesh_lib.make_mesh(1, devices=jax.devices()[:1])
+        args.sync = 1 if mesh_lib.block_each_step(one_device) else 5
     rng = np.random.default_rng(0)
     variant = Variant(
         remat=args.remat,

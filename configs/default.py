@@ -77,17 +77,26 @@ def get_config(arg: str | None = None) -> ConfigDict:
     config.train.stage2_bn_train = True
     config.train.augment = True
     config.train.augment_convention = "keras_preprocessing"  # TF 2.8, the study
-    # Beyond the paper: train runs sharing architecture and stages (all folds and
-    # pretrained sources of a freeze setting) as one ensemble in one jitted step.
-    config.train.ensemble = False
-    # How an ensemble step runs its members: True vmaps them (one batched program;
-    # convolutions become grouped ones), False runs them one after another inside
-    # the same program (jax.lax.map; each exactly the sequential step), None the
-    # platform's faster: vmap on CPUs, lax.map on accelerators (2.3x on an H200).
-    config.train.ensemble_vectorize = config_dict.placeholder(bool)
     # Recompute each block's inside in the backward pass instead of storing it:
     # about one more forward pass of compute for much less activation memory.
     config.train.remat = False
+
+    # Checkpoints are written in the background, at most this often, and always
+    # at the end of a stage; a kill loses at most this much training.
+    config.train.checkpoint_every_s = 60.0
+
+    # The devices: runs go on different devices first (the "members" axis), each
+    # run's batch is split over the rest ("data"). docs/training.md#devices
+    config.mesh = ConfigDict()
+    # Devices along the members axis: None picks the largest divisor of the device
+    # count not above the number of runs trained together.
+    config.mesh.members = config_dict.placeholder(int)
+    # Member slots per device group: None puts every run of a group in one wave;
+    # a cap bounds memory, and a run that stops early hands its slot to the next.
+    config.mesh.slots_per_device = config_dict.placeholder(int)
+    # How a device runs its slots: "loop" (one call each; CPUs), "map" (lax.map in
+    # one program; accelerators), "vmap" (batched), or "auto" for the platform's.
+    config.mesh.member_mode = "auto"
 
     config.eval = ConfigDict()
     # Q5: keras_micro | micro | macro | weighted | binary | v1_sklearn

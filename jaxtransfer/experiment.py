@@ -15,10 +15,9 @@ Layout of a workdir::
 Re-running the same command skips finished runs and resumes unfinished ones.
 """
 
-import contextlib
 import csv
 import dataclasses
-import hashlib
+import functools
 import io
 import json
 import logging
@@ -33,10 +32,11 @@ import tensorboardX
 from flax import nnx
 from ml_collections import ConfigDict
 
-from jaxtransfer import ensemble, files, fit, metrics, pretraining, sharding, train
+from jaxtransfer import files, metrics, pretraining, sharding
 from jaxtransfer.analysis import cca
 from jaxtransfer.data import augment, builders, loader, prepare, splits, synthetic
 from jaxtransfer.models import pretrained, resnet
+from jaxtransfer.training import engine, steps
 
 SOURCES = ("ImageNet", "RadImageNet", "random")
 CATEGORICAL_TARGETS = ("isic", "knee")
@@ -290,10 +290,10 @@ def build_model(config: ConfigDict, spec: RunSpec, outputs: int) -> resnet.ResNe
     return model
 
 
-def stages(config: ConfigDict, spec: RunSpec) -> list[fit.Stage]:
+def stages(config: ConfigDict, spec: RunSpec) -> list[engine.Stage]:
     """freezeTrue: head-only stage then fine-tuning; otherwise fine-tuning (§4)."""
     t = config.train
-    finetune = fit.Stage(
+    finetune = engine.Stage(
         "finetune",
         t.learning_rate,
         t.num_epochs,
@@ -305,7 +305,7 @@ def stages(config: ConfigDict, spec: RunSpec) -> list[fit.Stage]:
     )
     if not spec.freeze:
         return [finetune]
-    head = fit.Stage(
+    head = engine.Stage(
         "head",
         t.head_learning_rate,
         t.num_epochs if t.head_num_epochs is None else t.head_num_epochs,
@@ -318,14 +318,14 @@ def stages(config: ConfigDict, spec: RunSpec) -> list[fit.Stage]:
     return [head, finetune]
 
 
-def step_config_for(config: ConfigDict, num_classes: int) -> train.StepConfig:
+def step_config_for(config: ConfigDict, num_classes: int) -> steps.StepConfig:
     """The static step settings of a target's runs (stages set lr and BN mode)."""
     augment_config = None
     if config.train.augment:
         augment_config = augment.config_for_target(
             config.target, convention=config.train.augment_convention
         )
-    return train.StepConfig(
+    return steps.StepConfig(
         loss=loss_name(config, num_classes),
         compute_dtype=config.model.compute_dtype,
         augment=augment_config,
@@ -333,24 +333,27 @@ def step_config_for(config: ConfigDict, num_classes: int) -> train.StepConfig:
     )
 
 
-def on_device(data: dict, mesh) -> dict[str, fit.Split]:
-    """A fold's splits replicated over the mesh."""
-    return {
-        name: fit.Split(*sharding.put_replicated((d["images"], d["labels"]), mesh))
-        for name, d in data.items()
-    }
-
-
 class RunLog:
     """A run's epoch records: JSONL, TensorBoard scalars, a log line (process 0)."""
 
     def __init__(self, spec: RunSpec, run_dir: Path):
-        self.spec = spec
+        self.spec, self.run_dir = spec, run_dir
+        self.closed = False
         self.writes = sharding.is_primary()  # every process trains; one writes
         self.records = 0
         if self.writes:
             self.jsonl = open(run_dir / "log.jsonl", "a")
             self.scalars = tensorboardX.SummaryWriter(str(run_dir / "tensorboard"))
+
+    def restart(self, history: list[dict]) -> None:
+        """Resumed from a checkpoint: the log holds exactly its ``history``."""
+        if not self.writes:
+            return
+        self.jsonl.close()
+        lines = [json.dumps({"run": self.spec.directory, **r}) + "\n" for r in history]
+        files.write_text(self.run_dir / "log.jsonl", "".join(lines))
+        self.jsonl = open(self.run_dir / "log.jsonl", "a")
+        self.records = len(history)
 
     def __call__(self, record: dict) -> None:
         if not self.writes:
@@ -363,126 +366,124 @@ class RunLog:
         self.scalars.flush()
         self.records += 1
         logging.info(
-            "%s %s epoch %d: loss %.4f val_loss %.4f val_acc %.3f (%.0f img/s)",
+            "%s %s epoch %d: loss %.4f val_loss %.4f val_acc %.3f val_auc %.3f "
+            "(%.0f img/s)",
             self.spec.directory,
             record["stage"],
             record["epoch"],
             record["train/loss"],
             record["val/loss"],
             record["val/accuracy"],
+            record.get("val/auc", float("nan")),
             record["timing/images_per_s"],
         )
 
     def close(self) -> None:
-        if self.writes:
+        if self.writes and not self.closed:
+            self.closed = True
             self.jsonl.close()
             self.scalars.close()
 
 
-def run_one(
-    config: ConfigDict, spec: RunSpec, data: dict, class_names, workdir: Path
-) -> dict:
-    """Trains and tests one run (resuming if it was interrupted)."""
-    run_dir = workdir / spec.directory
-    run_dir.mkdir(parents=True, exist_ok=True)
-    outputs = num_outputs(config, len(class_names))
-    model = build_model(config, spec, outputs)
-    step_config = step_config_for(config, len(class_names))
-    mesh = sharding.make_mesh()
-    device = on_device(data, mesh)
-    log = RunLog(spec, run_dir)
-    checkpointer = fit.RunCheckpointer(run_dir / "checkpoints")
-    try:
-        history = fit.run_stages(
-            model,
-            stages(config, spec),
-            device,
-            num_classes=outputs,
-            step_config=step_config,
-            batch_size=config.train.batch_size,
-            eval_batch_size=config.train.eval_batch_size,
-            rng=run_rng(config.seed, spec),
-            checkpointer=checkpointer,
-            log=log,
-            progress_desc=spec.directory,
-            mesh=mesh,
-        )
-    finally:
-        checkpointer.close()
-        log.close()
-    return finish_run(config, spec, model, history, data, device, class_names, workdir)
+def settings_for(config: ConfigDict) -> engine.Settings:
+    """How the engine runs the grid (none of it changes a run's numbers)."""
+    return engine.Settings(
+        batch_size=config.train.batch_size,
+        eval_batch_size=config.train.eval_batch_size,
+        member_mode=config.mesh.member_mode,
+        members=config.mesh.members,
+        slots_per_device=config.mesh.slots_per_device,
+        checkpoint_every_s=config.train.checkpoint_every_s,
+        val_auc=functools.partial(validation_auc, config),
+        progress=config.log.progress,
+    )
 
 
-def run_ensembles(
-    config: ConfigDict, specs: list[RunSpec], folds: dict, workdir: Path
+class GridCallbacks(engine.Callbacks):
+    """Writes each run's records as it trains and its results as it finishes."""
+
+    def __init__(self, config: ConfigDict, specs, folds: dict, workdir: Path):
+        self.config, self.folds, self.workdir = config, folds, workdir
+        self.specs = {spec.directory: spec for spec in specs}
+        self.logs = {}
+        for spec in specs:
+            (workdir / spec.directory).mkdir(parents=True, exist_ok=True)
+            self.logs[spec.directory] = RunLog(spec, workdir / spec.directory)
+        self.results: dict[RunSpec, dict] = {}
+
+    def epoch(self, run: engine.Run, record: dict) -> None:
+        self.logs[run.name](record)
+
+    def resumed(self, run: engine.Run, history: list[dict]) -> None:
+        self.logs[run.name].restart(history)
+
+    def finished(self, run, history, test, probs) -> None:
+        spec = self.specs[run.name]
+        self.logs[run.name].close()
+        data, class_names = self.folds[spec.fold]
+        self.results[spec] = finish_run(
+            self.config, spec, run.model, history, test, probs, data, class_names,
+            self.workdir,
+        )  # fmt: skip
+
+    def close(self) -> None:
+        for log in self.logs.values():
+            log.close()
+
+
+def group_key(model: nnx.Module, run_stages: list[engine.Stage]):
+    """Runs with equal keys train together (one program, the same stages)."""
+    return nnx.graphdef(model), tuple(run_stages)
+
+
+def train_runs(
+    config: ConfigDict,
+    specs: list[RunSpec],
+    folds: dict,
+    workdir: Path,
+    timings: engine.Timings | None = None,
 ) -> dict[RunSpec, dict]:
-    """Trains ``specs`` as ensembles of runs sharing a program and stages.
+    """Trains and tests ``specs`` with the engine, as few groups as possible.
 
-    Runs of all folds and sources with the same architecture and stages (e.g. the
-    ImageNet and RadImageNet freezeFalse runs of every fold) form one ensemble
-    (``jaxtransfer.ensemble``, vmapped or ``lax.map``-ped by
-    ``config.train.ensemble_vectorize``); each member ends as its sequential run
-    would.
+    Runs with the same architecture and stages (e.g. the ImageNet and
+    RadImageNet freezeFalse runs of every fold) are members of one ``engine.train``
+    call over the device mesh (docs/training.md#devices).
     """
-    mesh = sharding.make_mesh()
-    device = {fold: on_device(data, mesh) for fold, (data, _) in folds.items()}
+    splits = {
+        fold: {name: engine.Split(d["images"], d["labels"]) for name, d in data.items()}
+        for fold, (data, _) in folds.items()
+    }  # one object per split: runs of a fold share it on device
     groups: dict = {}
     for spec in specs:
-        class_names = folds[spec.fold][1]
-        outputs = num_outputs(config, len(class_names))
+        outputs = num_outputs(config, len(folds[spec.fold][1]))
         model = build_model(config, spec, outputs)
-        member = ensemble.Member(
-            spec.directory, model, device[spec.fold], run_rng(config.seed, spec)
+        run = engine.Run(
+            spec.directory,
+            model,
+            splits[spec.fold],
+            run_rng(config.seed, spec),
+            workdir / spec.directory / "checkpoints",
         )
-        key = ensemble.group_key(model, stages(config, spec))
-        groups.setdefault(key, []).append((spec, member))
-    results = {}
-    for group in groups.values():
-        group_specs = [spec for spec, _ in group]
-        members = [member for _, member in group]
-        names = "+".join(spec.directory for spec in group_specs)
-        digest = hashlib.sha1(names.encode()).hexdigest()[:12]
-        checkpoints = workdir / "ensembles" / f"{group_specs[0].setting}-{digest}"
-        logs = {}
-        for spec in group_specs:
-            (workdir / spec.directory).mkdir(parents=True, exist_ok=True)
-            logs[spec.directory] = RunLog(spec, workdir / spec.directory)
-        class_names = folds[group_specs[0].fold][1]
-        checkpointer = fit.RunCheckpointer(checkpoints)
-        try:
-            histories = ensemble.run_members(
-                members,
+        groups.setdefault(group_key(model, stages(config, spec)), []).append(
+            (spec, run)
+        )
+    callbacks = GridCallbacks(config, specs, folds, workdir)
+    try:
+        for group in groups.values():
+            group_specs = [spec for spec, _ in group]
+            class_names = folds[group_specs[0].fold][1]
+            engine.train(
+                [run for _, run in group],
                 stages(config, group_specs[0]),
                 num_classes=num_outputs(config, len(class_names)),
                 step_config=step_config_for(config, len(class_names)),
-                batch_size=config.train.batch_size,
-                eval_batch_size=config.train.eval_batch_size,
-                checkpointer=checkpointer,
-                log=lambda name, record, logs=logs: logs[name](record),
-                vectorize=config.train.ensemble_vectorize,
-                mesh=mesh,
+                settings=settings_for(config),
+                callbacks=callbacks,
+                timings=timings,
             )
-        finally:
-            checkpointer.close()
-            for log in logs.values():
-                log.close()
-        for spec, member in group:
-            data, class_names = folds[spec.fold]
-            results[spec] = finish_run(
-                config,
-                spec,
-                member.model,
-                histories[member.name],
-                data,
-                device[spec.fold],
-                class_names,
-                workdir,
-            )
-        if sharding.is_primary():
-            shutil.rmtree(checkpoints, ignore_errors=True)
-    with contextlib.suppress(OSError):  # gone once every ensemble has finished
-        (workdir / "ensembles").rmdir()
-    return results
+    finally:
+        callbacks.close()
+    return callbacks.results
 
 
 def finish_run(
@@ -490,26 +491,16 @@ def finish_run(
     spec: RunSpec,
     model: resnet.ResNet,
     history: list[dict],
+    test: dict,
+    probs: np.ndarray,
     data: dict,
-    device: dict[str, fit.Split],
     class_names,
     workdir: Path,
 ) -> dict:
-    """Tests a trained run and writes its model, predictions and metrics."""
+    """Writes a tested run's model, predictions and metrics (metrics.json last)."""
     run_dir = workdir / spec.directory
     num_classes = len(class_names)
     outputs = num_outputs(config, num_classes)
-    mesh = sharding.make_mesh()
-    graphdef, state = train.create_state(model, train.optax.identity(), nnx.Param)
-    sharded_config, _ = fit.for_mesh(step_config_for(config, num_classes), mesh)
-    _, eval_step = train.make_steps(graphdef, outputs, sharded_config)
-    test, probs = train.evaluate(
-        eval_step,
-        sharding.put_replicated(state, mesh),
-        device["test"].images,
-        device["test"].labels,
-        config.train.eval_batch_size,
-    )
     aucs = metrics.auc_scores(data["test"]["labels"], probs)
     definition = auc_key(config, num_classes)
     result = {
@@ -570,6 +561,13 @@ def auc_key(config: ConfigDict, num_classes: int) -> str:
     return choice
 
 
+def validation_auc(config: ConfigDict, labels: np.ndarray, probs: np.ndarray) -> float:
+    """An epoch's validation AUC, by ``config.eval.auc``; NaN for one class."""
+    if np.unique(labels).size < 2:
+        return float("nan")
+    return metrics.auc_scores(labels, probs)[auc_key(config, probs.shape[1])]
+
+
 # --- the grid ------------------------------------------------------------------
 
 
@@ -620,7 +618,9 @@ RESUMABLE_CHANGES = (
     "host.",
     "data.manual_dir",
     "data.data_dir",
-    "train.ensemble",
+    "mesh.",
+    "train.ensemble",  # workdirs from before the engine recorded these two
+    "train.checkpoint_every_s",
     "train.remat",
     "train.eval_batch_size",
 )
@@ -688,22 +688,16 @@ def run(config: ConfigDict, workdir: str | os.PathLike) -> dict:
             logging.info("%s: finished earlier, skipped", spec.directory)
         else:
             pending.append(spec)
-    if config.train.ensemble and pending:
+    if pending:
         folds = {
             fold: load_fold(directory, fold, config.protocol)
             for fold in sorted({spec.fold for spec in pending})
         }
         for _, class_names in folds.values():
-            auc_key(config, len(class_names))
-        finished.update(run_ensembles(config, pending, folds, workdir))
-    else:
-        loaded_fold = None
-        for spec in pending:
-            if loaded_fold != spec.fold:
-                data, class_names = load_fold(directory, spec.fold, config.protocol)
-                auc_key(config, len(class_names))  # before any training
-                loaded_fold = spec.fold
-            finished[spec] = run_one(config, spec, data, class_names, workdir)
+            auc_key(config, len(class_names))  # before any training
+        timings = engine.Timings()
+        finished.update(train_runs(config, pending, folds, workdir, timings))
+        logging.info("training time: %s", timings.summary())
     results = [finished[spec] for spec in grid(config)]
     summary = {"runs": results, "AUC": summarize(results)}
     if primary:

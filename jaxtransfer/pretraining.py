@@ -18,9 +18,9 @@ import jax
 from flax import nnx
 
 from converters import keras_h5, to_keras_h5
-from jaxtransfer import train
 from jaxtransfer.data import builders, loader, prepare, synthetic
 from jaxtransfer.models import pretrained, resnet
+from jaxtransfer.training import engine, mesh, steps
 
 BATCH_SIZE = 16
 
@@ -53,18 +53,29 @@ def pretrain(source: SyntheticSource, workdir: Path) -> resnet.ResNet:
     prepare.prepare(prepare.parse_args([*flags, "--no_progress"]))
     directory = builders.prepared_dir(workdir / "prepared", name, source.size)
     split = loader.load_split(directory, "fold1_train")
-    images, labels = jax.device_put((split.images, split.labels))
     num_classes = len(split.class_names)
     model = resnet._ResNetTiny(num_classes=num_classes, rngs=nnx.Rngs(source.seed))
-    config = train.StepConfig(learning_rate=1e-3, augment=None)
-    graphdef, state = train.create_state(model, config.optimizer, nnx.Param)
-    step, _ = train.make_steps(graphdef, num_classes, config)
-    rng = jax.random.key(source.seed)
-    for epoch in range(source.epochs):  # no early stopping, no checkpoints: seconds
-        shuffle_rng, step_rng = jax.random.split(jax.random.fold_in(rng, epoch))
-        for indices in train.epoch_batches(shuffle_rng, len(labels), BATCH_SIZE):
-            state, _ = step(state, images, labels, indices, step_rng)
-    train.update_model(model, state)
+    train_split = engine.Split(split.images, split.labels)
+    # All weights at Adam 1e-3, no early stopping (patience past the last epoch),
+    # no checkpoints: seconds. Validation on the training split only fills the log.
+    stage = engine.Stage(
+        "pretrain", 1e-3, source.epochs, "loss", source.epochs + 1,
+        head_only=False, bn_train=True, keep_best=False,
+    )  # fmt: skip
+    run = engine.Run(
+        source.domain, model, {"train": train_split, "val": train_split},
+        jax.random.key(source.seed),
+    )  # fmt: skip
+    engine.train(
+        [run],
+        [stage],
+        num_classes=num_classes,
+        step_config=steps.StepConfig(augment=None),
+        settings=engine.Settings(BATCH_SIZE, BATCH_SIZE, progress=False),
+        # One device of this process: process 0 pre-trains alone, and the
+        # stand-in source is the same whatever the device count.
+        mesh=mesh.make_mesh(1, devices=jax.local_devices()[:1]),
+    )
     return model
 
 

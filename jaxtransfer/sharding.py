@@ -1,21 +1,15 @@
-"""Devices: one 1-axis ``data`` mesh over every device of every process.
+"""Processes: joining a multi-process run, who writes, and barriers.
 
-State and the on-device splits are replicated; each step's batch is sharded over
-the ``data`` axis by a sharding constraint right after it is gathered, so XLA
-splits the forward/backward pass across devices and BatchNorm statistics, losses
-and gradients are reduced over the global batch. Results therefore do not depend
-on the device count beyond float rounding. Every process holds the (small) split
-and computes the same batch indices from the same keys, so no host feeds another.
+Every process trains (its devices are part of the engine's mesh,
+``training.mesh``); process 0 writes the files every process would otherwise
+write. The device mesh itself lives with the engine.
 """
 
 import itertools
 
 import jax
-import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from orbax.checkpoint import multihost
 
-DATA_AXIS = "data"
 # How long sync_processes waits for the slowest process (its milliseconds fit int32).
 BARRIER_TIMEOUT_S = 24 * 3600
 _BARRIER_CALLS = itertools.count()
@@ -39,42 +33,6 @@ def initialize_distributed(
         num_processes=num_processes,
         process_id=process_id,
     )
-
-
-def make_mesh(devices=None) -> Mesh:
-    """A 1-axis mesh over ``devices`` (default: all devices of all processes)."""
-    devices = jax.devices() if devices is None else devices
-    return Mesh(np.asarray(devices), (DATA_AXIS,))
-
-
-def replicated(mesh: Mesh) -> NamedSharding:
-    return NamedSharding(mesh, PartitionSpec())
-
-
-def batch_sharded(mesh: Mesh) -> NamedSharding:
-    """Leading (batch) axis split over the ``data`` axis."""
-    return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
-
-
-def put_replicated(tree, mesh: Mesh):
-    """Places host arrays (identical on every process) on every device of ``mesh``."""
-    sharding = replicated(mesh)
-    return jax.tree.map(
-        lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)),
-        tree,
-    )
-
-
-def block_each_step(mesh: Mesh | None) -> bool:
-    """True where the training loop should wait for each step before the next.
-
-    On CPUs: with a step queued behind the running one, a train step took 3-9% longer
-    on 2 cores (benchmarks/RESULTS.md, session 13), and with more virtual CPU devices
-    than cores jaxlib 0.10's runtime can deadlock when several sharded steps are in
-    flight. Accelerators run queued steps back to back.
-    """
-    devices = jax.devices() if mesh is None else mesh.devices.flat
-    return next(iter(devices)).platform == "cpu"
 
 
 def is_primary() -> bool:

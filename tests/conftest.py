@@ -15,9 +15,9 @@ import jaxtransfer  # noqa: E402, F401  (sets the XLA flag that avoids a CPU dea
 from jaxtransfer import xla_flags  # noqa: E402
 
 # The tests compile far more than they compute (tiny models, few steps): LLVM at -O0
-# compiles XLA:CPU programs faster (tests/test_fit.py 64 s -> 42 s). Numerics stay the
-# same (no fast-math at either level), and the heavy kernels (YNNPACK, Eigen) come
-# precompiled. Set before any test starts jax; subprocesses inherit it.
+# compiles XLA:CPU programs faster. Numerics stay the same (no fast-math at either
+# level), and the heavy kernels (YNNPACK, Eigen) come precompiled. Set before any
+# test starts jax; subprocesses inherit it.
 xla_flags.add("--xla_backend_optimization_level=0")
 
 # Many tests compile the same programs (the tiny model's steps at the same shapes),

@@ -152,52 +152,54 @@ def _config_for_grid():
     return config
 
 
-def test_ensemble_grid_matches_the_sequential_grid(tmp_path, demo_sources):
+def test_runs_in_waves_of_one_slot_match_one_wave(tmp_path, demo_sources):
+    # One slot: the grid's runs take turns; by default they share one wave.
     config = _config(tmp_path, demo_sources)
     config.grid.sources = ("ImageNet", "RadImageNet")
     config.grid.freeze = (False,)
     config.train.learning_rate = 1e-5  # the paper's; rounding stays small
-    sequential = experiment.run(config, tmp_path / "sequential")
-    config.train.ensemble = True
-    together = experiment.run(config, tmp_path / "ensemble")
-    assert not (tmp_path / "ensemble" / "ensembles").exists()  # cleaned up
-    for a, b in zip(sequential["runs"], together["runs"], strict=True):
+    one_wave = experiment.run(config, tmp_path / "one_wave")
+    config.mesh.slots_per_device = 1
+    in_turns = experiment.run(config, tmp_path / "in_turns")
+    for a, b in zip(one_wave["runs"], in_turns["runs"], strict=True):
         assert (a["source"], a["fold"], a["epochs"]) == (
             b["source"],
             b["fold"],
             b["epochs"],
         )
-        assert a["test/loss"] == pytest.approx(b["test/loss"], abs=1e-4)
+        assert a["test/loss"] == pytest.approx(b["test/loss"], rel=1e-4)
     for source in config.grid.sources:
         logs = [
             [
                 json.loads(line)
                 for line in open(root / f"{source}-freezeFalse/fold1/log.jsonl")
             ]
-            for root in (tmp_path / "sequential", tmp_path / "ensemble")
+            for root in (tmp_path / "one_wave", tmp_path / "in_turns")
         ]
         for a, b in zip(*logs, strict=True):
-            assert a["val/loss"] == pytest.approx(b["val/loss"], abs=1e-4)
+            assert a["val/loss"] == pytest.approx(b["val/loss"], rel=1e-4)
 
 
-def test_ensemble_vectorize_false_reaches_the_ensemble(
-    tmp_path, demo_sources, monkeypatch
-):
-    seen = {}
+def test_mesh_settings_reach_the_engine(tmp_path, demo_sources, monkeypatch):
+    seen = []
 
-    def run_members(*args, **kwargs):
-        seen.update(kwargs)
+    def train(runs, stages, **kwargs):
+        seen.append(([run.name for run in runs], kwargs["settings"]))
         raise RuntimeError("stop before training")
 
-    monkeypatch.setattr(experiment.ensemble, "run_members", run_members)
+    monkeypatch.setattr(experiment.engine, "train", train)
     config = _config(tmp_path, demo_sources)
     config.grid.sources = ("ImageNet", "RadImageNet")
     config.grid.freeze = (False,)
-    config.train.ensemble = True
-    config.train.ensemble_vectorize = False  # lax.map (the default: by platform)
+    config.mesh.member_mode = "vmap"
+    config.mesh.slots_per_device = 3
     with pytest.raises(RuntimeError, match="stop before training"):
         experiment.run(config, tmp_path / "run")
-    assert seen["vectorize"] is False
+    ((names, settings),) = seen  # one architecture and stage list: one call
+    assert sorted(names) == sorted(
+        f"{s}-freezeFalse/fold1" for s in config.grid.sources
+    )
+    assert (settings.member_mode, settings.slots_per_device) == ("vmap", 3)
 
 
 def test_head_stage_runs_up_to_num_epochs_unless_told_otherwise():
@@ -259,7 +261,8 @@ def test_resuming_with_another_config_is_refused_before_any_compute(
     experiment.check_resume(config, workdir)
     # More folds, another execution mode, no analysis: the same runs' numbers.
     config.grid.folds = (1, 2)
-    config.train.ensemble = True
+    config.mesh.slots_per_device = 1
+    config.train.checkpoint_every_s = 5.0
     config.analysis.enabled = True
     experiment.check_resume(config, workdir)
     config.train.learning_rate = 0.1

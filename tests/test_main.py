@@ -1,19 +1,24 @@
 """`python -m jaxtransfer.main`: two processes over localhost (jax.distributed), and
 its stop when inputs are missing.
 
-Both processes train a one-run grid together (ImageNet with a frozen-base first
-stage, so both stages run; one run keeps the test's compile time down); process 0
-alone writes the shared files (the synthetic data and the pre-trained ImageNet
-stand-in included), and the run's model is saved once, completely.
+Two processes with two virtual CPU devices each train a two-run grid together
+(ImageNet and RadImageNet with a frozen-base first stage, so both stages run): one
+member slot on each process's devices, each run's batch split over its two.
+Process 0 alone writes the shared files (the synthetic data and the pre-trained
+stand-ins included), each run's model is saved once, completely, and AUC.csv is
+one process's on one device, up to float rounding.
 """
 
 import csv
+import json
 import os
 import socket
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+
+import pytest
 
 from jaxtransfer import xla_flags
 from jaxtransfer.models import pretrained
@@ -38,11 +43,13 @@ def _config_file(tmp_path: Path) -> Path:
                 config.data.synthetic_options.counts = dict(
                     benign=20, malignant=16, normal=8
                 )
-                config.grid.sources = ("ImageNet",)
-                config.grid.freeze = (True,)  # both stages in one run
+                config.init.RadImageNet = {str(tmp_path / "sources" / "RadImageNet")!r}
+                config.grid.sources = ("ImageNet", "RadImageNet")
+                config.grid.freeze = (True,)  # both stages in each run
                 config.grid.folds = (1,)
                 config.train.num_epochs = 2
                 config.train.head_num_epochs = 1
+                config.train.learning_rate = 1e-5  # the paper's: rounding stays small
                 config.analysis.enabled = False
                 return config
             """
@@ -51,23 +58,27 @@ def _config_file(tmp_path: Path) -> Path:
     return path
 
 
+def _read_auc(workdir):
+    with open(workdir / "AUC.csv") as f:
+        return list(csv.DictReader(f))
+
+
 def test_two_processes_run_the_grid_and_write_each_result_once(tmp_path):
     with socket.socket() as s:
         s.bind(("localhost", 0))
         port = s.getsockname()[1]
-    workdir = tmp_path / "run"
+    config = _config_file(tmp_path)
     env = {
         **os.environ,
         "JAX_PLATFORMS": "cpu",
-        "XLA_FLAGS": xla_flags.CPU_NO_DEADLOCK,
+        "XLA_FLAGS": f"{xla_flags.CPU_NO_DEADLOCK} "
+        "--xla_force_host_platform_device_count=2",
     }
+    main = [sys.executable, "-m", "jaxtransfer.main", f"--config={config}"]
     commands = [
         [
-            sys.executable,
-            "-m",
-            "jaxtransfer.main",
-            f"--config={_config_file(tmp_path)}",
-            f"--workdir={workdir}",
+            *main,
+            f"--workdir={tmp_path / 'two'}",
             f"--coordinator_address=localhost:{port}",
             "--num_processes=2",
             f"--process_id={i}",
@@ -84,17 +95,32 @@ def test_two_processes_run_the_grid_and_write_each_result_once(tmp_path):
         out, _ = process.communicate(timeout=600)
         assert process.returncode == 0, out.decode()[-3000:]
         assert b"process 1/2" in out or b"process 0/2" in out
+    # The same grid in one process on one device (the sources exist by now).
+    env["XLA_FLAGS"] = xla_flags.CPU_NO_DEADLOCK
+    one = subprocess.run(
+        [*main, f"--workdir={tmp_path / 'one'}"], cwd=REPO, env=env,
+        capture_output=True, timeout=600,
+    )  # fmt: skip
+    assert one.returncode == 0, one.stderr.decode()[-3000:]
 
-    with open(workdir / "AUC.csv") as f:
-        rows = list(csv.DictReader(f))
-    assert [(r["source"], r["freeze"]) for r in rows] == [("ImageNet", "freezeTrue")]
-    for row in rows:
-        assert 0.0 <= float(row["AUC"]) <= 1.0
-        run_dir = workdir / f"{row['source']}-{row['freeze']}" / "fold1"
+    rows, expected = _read_auc(tmp_path / "two"), _read_auc(tmp_path / "one")
+    assert [(r["source"], r["freeze"]) for r in rows] == [
+        ("ImageNet", "freezeTrue"),
+        ("RadImageNet", "freezeTrue"),
+    ]
+    for row, reference in zip(rows, expected, strict=True):
+        assert row.keys() == reference.keys()
+        assert float(row["AUC"]) == pytest.approx(float(reference["AUC"]), abs=1e-6)
+        run_dir = tmp_path / "two" / f"{row['source']}-{row['freeze']}" / "fold1"
         model, metadata = pretrained.load(run_dir / "model")
         assert metadata["source_format"] == "jaxtransfer_run"
-        assert (run_dir / "metrics.json").is_file()
-    leftovers = [p for p in workdir.rglob("*") if "partial" in p.name]
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        one_metrics = json.loads(
+            (tmp_path / "one" / run_dir.relative_to(tmp_path / "two")
+             / "metrics.json").read_text()
+        )  # fmt: skip
+        assert metrics["test/loss"] == pytest.approx(one_metrics["test/loss"], rel=1e-4)
+    leftovers = [p for p in (tmp_path / "two").rglob("*") if "partial" in p.name]
     assert leftovers == []
 
 

@@ -4,11 +4,14 @@ import os
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 from flax import nnx
 
-from jaxtransfer import ensemble, train, xla_flags
+from jaxtransfer import xla_flags
 from jaxtransfer.models import resnet
+from jaxtransfer.training import engine, steps
+from jaxtransfer.training import mesh as mesh_lib
 
 
 def test_add_appends_once_and_keeps_other_flags(monkeypatch):
@@ -37,31 +40,23 @@ def test_remat_check_only_concerns_gpus_without_the_flag(monkeypatch):
     xla_flags.check_remat_compiles("gpu")
 
 
-@pytest.mark.parametrize("members", [1, 2])
-def test_remat_steps_on_a_gpu_need_the_flag(monkeypatch, members):
+@pytest.mark.parametrize("slots", [1, 2])
+def test_remat_steps_on_a_gpu_need_the_flag(monkeypatch, slots):
     monkeypatch.setenv("XLA_FLAGS", xla_flags.CPU_NO_DEADLOCK)
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     model = resnet._ResNetTiny(num_classes=2, rngs=nnx.Rngs(0))
     # A config no other test uses, so the cached steps are traced afresh.
-    config = train.StepConfig(remat=True, learning_rate=0.123)
-    graphdef, state = train.create_state(model, config.optimizer, nnx.Param)
-    images = jnp.zeros((4 * members, 16, 16, 3), jnp.uint8)
-    labels = jnp.zeros((4 * members,), jnp.int32)
-    if members == 1:
-        step, _ = train.make_steps(graphdef, 2, config)
-        args = (state, images, labels, jnp.arange(4), jax.random.key(0))
-    else:
-        step, _ = ensemble.make_ensemble_steps(graphdef, 2, config)
-        indices = jnp.arange(4 * members).reshape(members, 4)
-        keys = jnp.stack([jax.random.key(m) for m in range(members)])
-        active = jnp.ones(members, bool)
-        args = (
-            ensemble.stack([state] * members),
-            images,
-            labels,
-            indices,
-            keys,
-            active,
+    config = steps.StepConfig(remat=True, learning_rate=0.123)
+    graphdef, state = steps.create_state(model, config.optimizer, nnx.Param)
+    mesh = mesh_lib.make_mesh(slots)
+    stacked = jax.tree.map(lambda x: jnp.stack([x] * slots), state)
+    images = jnp.zeros((4 * slots, 16, 16, 3), jnp.uint8)
+    labels = jnp.zeros((4 * slots,), jnp.int32)
+    indices = np.arange(4 * slots, dtype=np.int32).reshape(slots, 4)
+    keys = np.zeros((slots, 2), np.uint32)
+    train_step, _ = engine.programs(graphdef, 2, config, mesh, "map")
+    with jax.set_mesh(mesh), pytest.raises(RuntimeError, match="train.remat on a GPU"):
+        # tracing is enough; nothing compiles
+        jax.eval_shape(
+            train_step, stacked, images, labels, indices, keys, np.ones(slots, bool), 0
         )
-    with pytest.raises(RuntimeError, match="train.remat on a GPU"):
-        jax.eval_shape(step, *args)  # tracing is enough; nothing compiles

@@ -1,20 +1,14 @@
-"""Fine-tuning one run as the paper does: pure jitted steps, Keras-style epochs.
+"""One member's step math: pure functions of a ``TrainState`` and a batch.
 
-One run = one (source, freeze, fold). ``fit`` trains a stage until early stopping
-(PROTOCOL.md §4): the head-only stage (frozen backbone, BatchNorm in inference mode,
-Adam 1e-3, early stopping on validation accuracy) and the fine-tuning stage (all
-weights, Adam 1e-5, early stopping on validation loss, best weights kept).
-
-The steps follow the functional NNX loop: the model is split once into a graph
-definition and state pytrees, ``train_step``/``eval_step`` are plain ``jax.jit``
-functions of those pytrees, and nothing reaches the host between steps. The data
-of a split lives on device as uint8; steps gather their batch by index, augment
-and preprocess on device.
+The engine (``training.engine``) runs these over a member axis; here they see one
+run. A step gathers its batch from the split on device by index (uint8), augments
+and preprocesses it on device, and returns metric *sums* so that the engine reads
+them once per epoch. Nothing here knows about devices except ``data_parallel``:
+the member's batch is constrained to the mesh's ``data`` axis, which the caller
+sets with ``jax.set_mesh``.
 """
 
 import dataclasses
-import functools
-from collections.abc import Callable
 from typing import Any
 
 import flax
@@ -23,10 +17,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
+from jax.sharding import PartitionSpec
 
 from jaxtransfer import metrics, optim, xla_flags
 from jaxtransfer.data import augment as augment_lib
 from jaxtransfer.data import preprocess
+
+DATA_AXIS = "data"  # the mesh axis a member's batch is split over
 
 
 @flax.struct.dataclass
@@ -39,10 +36,15 @@ class TrainState:
     batch_stats: Any  # nnx.State of the BatchNorm statistics
     opt_state: Any
 
+    @property
+    def weights(self) -> tuple:
+        """What a model is made of: ``(trainable, frozen, batch_stats)``."""
+        return (self.trainable, self.frozen, self.batch_stats)
+
 
 @dataclasses.dataclass(frozen=True)
 class StepConfig:
-    """Static settings of a stage's steps (hashable: bound with partial)."""
+    """The static math of a stage's steps (hashable: compiled programs key on it)."""
 
     learning_rate: float = 1e-5
     loss: str = "softmax_cross_entropy"
@@ -51,10 +53,8 @@ class StepConfig:
     compute_dtype: str = "float32"
     augment: augment_lib.AugmentConfig | None = None
     # Keep only block inputs for the backward pass and recompute each block:
-    # less memory (for large ensembles), about one more forward pass of compute.
+    # less activation memory for about one more forward pass of compute.
     remat: bool = False
-    # Where each step's batch lives (sharding.batch_sharded); None: one device.
-    batch_sharding: Any = None
 
     @property
     def optimizer(self) -> optax.GradientTransformation:
@@ -83,18 +83,11 @@ def create_state(
     return graphdef, state
 
 
-def update_model(model: nnx.Module, state: TrainState) -> None:
-    """Writes a state's weights and statistics back into ``model``."""
-    nnx.update(model, state.trainable, state.frozen, state.batch_stats)
-
-
-def _gather(
-    images, labels, indices, num_classes, augment, rng, preprocessing, sharding
-):
+def _gather(images, labels, indices, num_classes, augment, rng, preprocessing, split):
     """Batch ``indices`` of the on-device split: augmented, preprocessed, one-hot."""
     batch = images[indices].astype(jnp.float32)  # (B, H, W, 3) in 0..255
-    if sharding is not None:  # split the batch (and all work on it) over devices
-        batch = jax.lax.with_sharding_constraint(batch, sharding)
+    if split:  # the member's batch, and all work on it, over the data axis
+        batch = jax.lax.with_sharding_constraint(batch, PartitionSpec(DATA_AXIS))
     if augment is not None:
         batch = augment_lib.augment(rng, batch, augment)
     batch = preprocess.get(preprocessing)(batch)
@@ -153,6 +146,7 @@ def train_step(
     graphdef: nnx.GraphDef,
     num_classes: int,
     config: StepConfig,
+    data_parallel: bool = False,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
     """One optimizer step on the batch ``images[indices]``; returns metric sums."""
     augment_rng, dropout_rng = jax.random.split(jax.random.fold_in(rng, state.step))
@@ -164,7 +158,7 @@ def train_step(
         config.augment,
         augment_rng,
         config.preprocessing,
-        config.batch_sharding,
+        data_parallel,
     )
     (per_example, logits, new_stats), grads = loss_and_grads(
         state,
@@ -194,7 +188,7 @@ def train_step(
 
 
 def eval_step(
-    state: TrainState,
+    weights: tuple,
     images: jax.Array,
     labels: jax.Array,
     indices: jax.Array,
@@ -203,19 +197,14 @@ def eval_step(
     graphdef: nnx.GraphDef,
     num_classes: int,
     config: StepConfig,
+    data_parallel: bool = False,
 ) -> tuple[dict[str, jax.Array], jax.Array]:
-    """Inference on ``images[indices]``: masked metric sums and probabilities."""
+    """Inference of ``weights`` on ``images[indices]``: masked sums, probabilities."""
     batch, onehot = _gather(
-        images,
-        labels,
-        indices,
-        num_classes,
-        None,
-        None,
-        config.preprocessing,
-        config.batch_sharding,
-    )
-    model = nnx.merge(graphdef, state.trainable, state.frozen, state.batch_stats)
+        images, labels, indices, num_classes, None, None, config.preprocessing,
+        data_parallel,
+    )  # fmt: skip
+    model = nnx.merge(graphdef, *weights)
     logits, _ = model(batch.astype(config.compute_dtype), taps=())
     logits = logits.astype(jnp.float32)
     per_example = metrics.LOSSES[config.loss](logits, onehot)
@@ -225,39 +214,7 @@ def eval_step(
         "correct": (correct & mask).sum().astype(jnp.float32),
         "count": mask.sum().astype(jnp.float32),
     }
-    probs = metrics.probabilities(logits)
-    if config.batch_sharding is not None:  # every process gets every probability
-        everywhere = jax.sharding.NamedSharding(
-            config.batch_sharding.mesh, jax.sharding.PartitionSpec()
-        )
-        probs = jax.lax.with_sharding_constraint(probs, everywhere)
-    return sums, probs
-
-
-@dataclasses.dataclass
-class EarlyStopping:
-    """Keras ``EarlyStopping`` (min_delta 0, no restore) plus its best epoch.
-
-    Keras counts every epoch as a wait, resets on a strict improvement, and stops
-    once ``wait >= patience``. ``ModelCheckpoint(save_best_only)`` keeps the first
-    epoch reaching the best value, as ``improved`` reports here.
-    """
-
-    mode: str  # 'min' or 'max'
-    patience: int
-    best: float | None = None
-    best_epoch: int = -1
-    wait: int = 0
-
-    def update(self, value: float, epoch: int) -> tuple[bool, bool]:
-        """Returns ``(improved, stop)`` after an epoch ending with ``value``."""
-        self.wait += 1
-        improved = self.best is None or (
-            value < self.best if self.mode == "min" else value > self.best
-        )
-        if improved:
-            self.best, self.best_epoch, self.wait = float(value), epoch, 0
-        return improved, self.wait >= self.patience
+    return sums, metrics.probabilities(logits)
 
 
 def epoch_batches(
@@ -270,64 +227,3 @@ def epoch_batches(
         else np.arange(num_examples)
     )
     return [order[i : i + batch_size] for i in range(0, num_examples, batch_size)]
-
-
-def padded_batches(num_examples: int, batch_size: int):
-    """Fixed-size index batches with a mask: eval never recompiles on the last one."""
-    for start in range(0, num_examples, batch_size):
-        indices = np.arange(start, start + batch_size)
-        mask = indices < num_examples
-        yield np.where(mask, indices, 0), mask
-
-
-@functools.lru_cache(maxsize=32)
-def make_steps(graphdef: nnx.GraphDef, num_classes: int, config: StepConfig):
-    """The jitted ``(train_step, eval_step)`` of a stage.
-
-    Cached on its static arguments, so every run of a grid with the same stage
-    reuses one compiled step instead of compiling its own.
-    """
-    train = jax.jit(
-        functools.partial(
-            train_step, graphdef=graphdef, num_classes=num_classes, config=config
-        ),
-        donate_argnums=0,
-    )
-    evaluate_ = jax.jit(
-        functools.partial(
-            eval_step, graphdef=graphdef, num_classes=num_classes, config=config
-        )
-    )
-    return train, evaluate_
-
-
-def evaluate(
-    step: Callable,
-    state: TrainState,
-    images: jax.Array,
-    labels: jax.Array,
-    batch_size: int,
-) -> tuple[dict[str, float], np.ndarray]:
-    """Loss, accuracy and probabilities over a whole split (each example once)."""
-    sums, probs = [], []
-    for indices, mask in padded_batches(len(labels), batch_size):
-        batch_sums, batch_probs = step(state, images, labels, indices, mask)
-        sums.append(batch_sums)
-        probs.append(batch_probs)
-    sums, probs = jax.device_get((sums, probs))
-    total = {k: sum(s[k] for s in sums) for k in sums[0]}
-    probs = np.concatenate(probs)[: len(labels)]
-    return {
-        "loss": float(total["loss"] / total["count"]),
-        "accuracy": float(total["correct"] / total["count"]),
-    }, probs
-
-
-def copy_weights(state: TrainState) -> TrainState:
-    """A copy of a state's weights (not aliased by donated buffers), no optimizer."""
-    return state.replace(
-        trainable=jax.tree.map(jnp.copy, state.trainable),
-        frozen=jax.tree.map(jnp.copy, state.frozen),
-        batch_stats=jax.tree.map(jnp.copy, state.batch_stats),
-        opt_state=None,
-    )

@@ -1,4 +1,4 @@
-"""Pure steps: determinism, masked evaluation, bfloat16 compute, remat."""
+"""One member's step math: purity, bfloat16 compute, remat, the sigmoid head."""
 
 import functools
 
@@ -7,8 +7,26 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxtransfer import metrics, optim, train
+from jaxtransfer import optim
 from jaxtransfer.models import resnet
+from jaxtransfer.training import steps
+
+
+def _steps(graphdef, num_classes, config):
+    """The member steps, jitted alone (the engine runs them over slots)."""
+    static = dict(graphdef=graphdef, num_classes=num_classes, config=config)
+    train_step = jax.jit(functools.partial(steps.train_step, **static))
+    eval_step = jax.jit(functools.partial(steps.eval_step, **static))
+    return train_step, eval_step
+
+
+def _evaluate(eval_step, state, images, labels):
+    """Mean loss and probabilities of the whole split as one masked batch."""
+    mask = jnp.ones(len(labels), bool)
+    sums, probs = eval_step(
+        state.weights, images, labels, jnp.arange(len(labels)), mask
+    )
+    return {"loss": float(sums["loss"] / sums["count"])}, probs
 
 
 def _data(n=10):
@@ -23,9 +41,9 @@ def test_train_step_is_pure_and_bfloat16_keeps_float32_master_weights():
     model = resnet._ResNetTiny(num_classes=2, dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
     _, acts = model(jnp.ones((1, 32, 32, 3)))
     assert acts["pooled"].dtype == jnp.bfloat16
-    config = train.StepConfig(learning_rate=1e-3, compute_dtype="bfloat16")
-    graphdef, state = train.create_state(model, optim.keras_adam(1e-3), nnx.Param)
-    step, _ = train.make_steps(graphdef, 2, config)
+    config = steps.StepConfig(learning_rate=1e-3, compute_dtype="bfloat16")
+    graphdef, state = steps.create_state(model, optim.keras_adam(1e-3), nnx.Param)
+    step, _ = _steps(graphdef, 2, config)
     before = jax.tree.map(np.asarray, state.trainable)
     indices = jnp.arange(4)
     new_a, sums_a = step(
@@ -40,35 +58,17 @@ def test_train_step_is_pure_and_bfloat16_keeps_float32_master_weights():
     assert max(moved) > 0
 
 
-def test_evaluate_counts_every_example_once_with_padding():
-    images, labels = _data(n=10)
-    model = resnet._ResNetTiny(num_classes=2, rngs=nnx.Rngs(1))
-    graphdef, state = train.create_state(model, optim.keras_adam(1e-3), nnx.Param)
-    _, eval_step = train.make_steps(graphdef, 2, train.StepConfig())
-    # batch 4 over 10 examples: the last batch has 2 real rows and 2 masked ones
-    result, probs = train.evaluate(eval_step, state, images, labels, batch_size=4)
-    logits, _ = model(train.preprocess.caffe(images.astype(jnp.float32)), taps=())
-    expected_loss = metrics.softmax_cross_entropy(
-        logits, jax.nn.one_hot(labels, 2)
-    ).mean()
-    assert probs.shape == (10, 2)
-    np.testing.assert_allclose(probs, jax.nn.softmax(logits), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(result["loss"], expected_loss, rtol=1e-5)
-    accuracy = float((jnp.argmax(logits, -1) == labels).mean())
-    assert result["accuracy"] == accuracy
-
-
 def test_remat_gives_the_same_gradients():
     rng = np.random.default_rng(2)
     batch = jnp.asarray(rng.normal(0, 50, (16, 64, 64, 3)), jnp.float32)
     onehot = jax.nn.one_hot(rng.integers(0, 2, 16), 2)
     model = resnet._ResNetTiny(num_classes=2, rngs=nnx.Rngs(3))
-    graphdef, state = train.create_state(model, optim.keras_adam(1e-3), nnx.Param)
+    graphdef, state = steps.create_state(model, optim.keras_adam(1e-3), nnx.Param)
     results = []
     for remat in (False, True):
-        config = train.StepConfig(remat=remat)
+        config = steps.StepConfig(remat=remat)
         grads_fn = functools.partial(
-            train.loss_and_grads, graphdef=graphdef, config=config
+            steps.loss_and_grads, graphdef=graphdef, config=config
         )
         results.append(jax.jit(grads_fn)(state, batch, onehot, jax.random.key(4)))
     (plain_aux, plain_grads), (remat_aux, remat_grads) = jax.device_get(results)
@@ -106,19 +106,19 @@ def test_one_unit_sigmoid_head_is_scored_against_class_one():
     # labels. Its loss must be -[y log p + (1 - y) log(1 - p)] with p = P(class 1).
     images, labels = _data(n=10)
     model = resnet._ResNetTiny(num_classes=1, rngs=nnx.Rngs(1))
-    graphdef, state = train.create_state(model, optim.keras_adam(1e-3), nnx.Param)
-    config = train.StepConfig(loss="sigmoid_bce")
-    _, eval_step = train.make_steps(graphdef, 1, config)
-    result, probs = train.evaluate(eval_step, state, images, labels, batch_size=4)
+    graphdef, state = steps.create_state(model, optim.keras_adam(1e-3), nnx.Param)
+    config = steps.StepConfig(loss="sigmoid_bce")
+    _, eval_step = _steps(graphdef, 1, config)
+    result, probs = _evaluate(eval_step, state, images, labels)
     p = np.asarray(probs[:, 1], np.float64)
     y = np.asarray(labels)
     expected = -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
     np.testing.assert_allclose(result["loss"], expected, rtol=1e-4)
     # A train step lowers that loss on its batch (the gradient points the right way).
-    fast = train.StepConfig(loss="sigmoid_bce", learning_rate=1e-3)
-    train_step, _ = train.make_steps(graphdef, 1, fast)
+    fast = steps.StepConfig(loss="sigmoid_bce", learning_rate=1e-3)
+    train_step, _ = _steps(graphdef, 1, fast)
     indices = jnp.arange(10)
     for _ in range(5):
         state, _ = train_step(state, images, labels, indices, jax.random.key(0))
-    after, _ = train.evaluate(eval_step, state, images, labels, batch_size=4)
+    after, _ = _evaluate(eval_step, state, images, labels)
     assert after["loss"] < result["loss"]

@@ -1,0 +1,1 @@
+"""One training engine: member steps, the members x data mesh, stages, checkpoints."""
