@@ -81,8 +81,8 @@ def get_config(arg: str | None = None) -> ConfigDict:
     # about one more forward pass of compute for much less activation memory.
     config.train.remat = False
 
-    # Checkpoints are written in the background, at most this often, and always
-    # at the end of a stage; a kill loses at most this much training.
+    # Checkpoints are written in the background, at most this often and at the
+    # end of each stage but a run's last; a kill loses at most this much training.
     config.train.checkpoint_every_s = 60.0
 
     # The devices: runs go on different devices first (the "members" axis), each

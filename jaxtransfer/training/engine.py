@@ -177,6 +177,7 @@ class Timings:
     eval: float = 0.0
     checkpoint: float = 0.0
     input: float = 0.0
+    idle: float = 0.0  # the rest of ``train``: host bookkeeping between calls
     train_images: int = 0
     train_calls: int = 0
 
@@ -210,7 +211,8 @@ class Timings:
         return (
             f"compile {self.compile:.1f} s, train {self.train:.1f} s, eval "
             f"{self.eval:.1f} s, checkpoint {self.checkpoint:.1f} s "
-            f"({share:.1%} of epoch time), input {self.input:.1f} s"
+            f"({share:.1%} of epoch time), input {self.input:.1f} s, other "
+            f"{self.idle:.1f} s"
         )
 
 
@@ -531,12 +533,13 @@ class _Engine:
             for slot in order:  # free slots take the next waiting runs
                 while members[slot] is None and queue:
                     run = queue.pop(0)
-                    entered = self._enter(run, index, config, trainable)
-                    if entered is None:
-                        continue  # its stage was done already
-                    member, member_state, member_best = entered
-                    state = put(state, member_state, slot)
-                    best = put(best, member_best, slot)
+                    with self.timings.measure("input"):  # a run onto its slot
+                        entered = self._enter(run, index, config, trainable)
+                        if entered is None:
+                            continue  # its stage was done already
+                        member, member_state, member_best = entered
+                        state = put(state, member_state, slot)
+                        best = put(best, member_best, slot)
                     members[slot] = member
             if not any(members):
                 break
@@ -856,14 +859,15 @@ def train(
         )
     if mesh is None:
         mesh = mesh_lib.make_mesh(len(runs), settings.members)
-    engine = _Engine(
-        runs, stages, num_classes, step_config, settings, mesh,
-        callbacks or Callbacks(), timings or Timings(),
-    )  # fmt: skip
-    try:
-        with jax.set_mesh(mesh):
+    timings = timings or Timings()
+    with timings.measure("idle"), jax.set_mesh(mesh):  # parts nested are their own
+        engine = _Engine(
+            runs, stages, num_classes, step_config, settings, mesh,
+            callbacks or Callbacks(), timings,
+        )  # fmt: skip
+        try:
             for index in range(len(stages)):
                 engine.stage(index)
-    finally:
-        engine.close()
+        finally:
+            engine.close()
     return engine.histories
