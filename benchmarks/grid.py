@@ -73,12 +73,9 @@ import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from configs import default  # noqa: E402
-from jaxtransfer import experiment  # noqa: E402
-from jaxtransfer.models import resnet  # noqa: E402
+from jaxtransfer import experiment, models  # noqa: E402
 from jaxtransfer.training import engine  # noqa: E402
 from jaxtransfer.training import mesh as mesh_lib  # noqa: E402
-
-MODELS = {"tiny": resnet._ResNetTiny, "resnet50": resnet.ResNet50}
 
 
 def _folds(rng, images: int, size: int, classes: int) -> dict[int, dict]:
@@ -117,7 +114,7 @@ def _groups(config, folds):
     groups = {}
     for spec in experiment.grid(config):
         dropout = 0.0 if spec.source == "random" else config.model.head_dropout
-        model = MODELS[ARGS.model](
+        model = models.get(ARGS.model)(
             num_classes=ARGS.classes,
             head_dropout=dropout,
             dtype=jnp.dtype(ARGS.dtype),

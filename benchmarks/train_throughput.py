@@ -69,7 +69,7 @@ from flax import nnx  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import timing  # noqa: E402  (benchmarks/timing.py, beside this script)
 
-from jaxtransfer import xla_flags  # noqa: E402
+from jaxtransfer import models, xla_flags  # noqa: E402
 from jaxtransfer.data import augment  # noqa: E402
 from jaxtransfer.models import batch_norm, resnet  # noqa: E402
 from jaxtransfer.training import engine, steps  # noqa: E402
@@ -78,7 +78,6 @@ from jaxtransfer.training import mesh as mesh_lib  # noqa: E402
 NUM_CLASSES = 2
 LEARNING_RATE = 1e-5  # the paper's fine-tuning stage
 IMPLS = ("jaxtransfer", "torch_eager", "keras")
-MODELS = {"resnet50": resnet.ResNet50, "tiny": resnet._ResNetTiny}
 NO_TWIN = "only --model resnet50 has a PyTorch and a Keras twin"
 
 
@@ -141,7 +140,7 @@ class Variant:
     vectorize: bool = True  # an ensemble's members vmapped, else lax.map
     pointwise_as_conv: bool = False  # 1x1 convolutions as XLA convs (ablation)
     flax_batchnorm: bool = False  # nnx.BatchNorm's autodiff gradient (ablation)
-    model: str = "resnet50"  # a key of MODELS
+    model: str = "resnet50"  # a key of models.MODELS
 
     def record(self, members: int) -> dict:
         return {
@@ -169,7 +168,7 @@ def _jax_step(size, batch, dtype, members, variant, rng, abstract=False):
     )
     states = []
     for seed in range(1 if abstract else members):
-        model = MODELS[variant.model](
+        model = models.get(variant.model)(
             num_classes=NUM_CLASSES, dtype=jnp.dtype(dtype), rngs=nnx.Rngs(seed)
         )
         if variant.pointwise_as_conv:
@@ -436,7 +435,7 @@ def main(argv=None) -> list[dict]:
     )
     parser.add_argument(
         "--model",
-        choices=sorted(MODELS),
+        choices=sorted(models.MODELS),
         default="resnet50",
         help="tiny: jaxtransfer's tiny test ResNet, a quick check that the script runs",
     )

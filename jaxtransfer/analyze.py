@@ -39,7 +39,7 @@ import numpy as np
 from flax import nnx
 from ml_collections import ConfigDict
 
-from jaxtransfer import experiment, files, host
+from jaxtransfer import experiment, files, host, models
 from jaxtransfer.analysis import (
     figures,
     pairs,
@@ -118,7 +118,7 @@ def _random_network(config, template: dict | None, seed: int):
     if template is not None:
         meta = {**template, "num_classes": None, "head_dropout": 0.0}
         return pretrained.build_model(meta, rngs), template["preprocessing"]
-    make = resnet.ResNet50 if config.model.name == "resnet50" else resnet._ResNetTiny
+    make = models.get(config.model.name)
     return _with_preprocessing(make(num_classes=None, rngs=rngs))
 
 

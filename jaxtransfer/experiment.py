@@ -32,7 +32,7 @@ import tensorboardX
 from flax import nnx
 from ml_collections import ConfigDict
 
-from jaxtransfer import files, metrics, pretraining, sharding
+from jaxtransfer import files, metrics, models, pretraining, sharding
 from jaxtransfer.analysis import cca
 from jaxtransfer.data import augment, builders, loader, prepare, splits, synthetic
 from jaxtransfer.models import pretrained, resnet
@@ -261,7 +261,7 @@ def loss_name(config: ConfigDict, num_classes: int) -> str:
 def build_model(config: ConfigDict, spec: RunSpec, outputs: int) -> resnet.ResNet:
     """The run's starting point: a source's backbone plus a fresh head (§2)."""
     rngs = nnx.Rngs(jax.random.fold_in(jax.random.key(config.seed), spec.fold))
-    make = resnet.ResNet50 if config.model.name == "resnet50" else resnet._ResNetTiny
+    make = models.get(config.model.name)
     dropout = 0.0 if spec.source == "random" else config.model.head_dropout
     # Parameters stay float32 (master weights); compute_dtype sets the arithmetic.
     model = make(
@@ -672,6 +672,7 @@ def run(config: ConfigDict, workdir: str | os.PathLike) -> dict:
             config.analysis.cca_decomposition, "config.analysis.cca_decomposition"
         )
     check_auc_choice(config.eval.auc)  # whether it fits the target: once data is read
+    models.get(config.model.name)
     directory = ensure_inputs(config)
     primary = sharding.is_primary()  # every process trains; process 0 writes
     workdir.mkdir(parents=True, exist_ok=True)

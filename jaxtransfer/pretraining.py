@@ -54,7 +54,7 @@ def pretrain(source: SyntheticSource, workdir: Path) -> resnet.ResNet:
     directory = builders.prepared_dir(workdir / "prepared", name, source.size)
     split = loader.load_split(directory, "fold1_train")
     num_classes = len(split.class_names)
-    model = resnet._ResNetTiny(num_classes=num_classes, rngs=nnx.Rngs(source.seed))
+    model = resnet.ResNetTiny(num_classes=num_classes, rngs=nnx.Rngs(source.seed))
     train_split = engine.Split(split.images, split.labels)
     # All weights at Adam 1e-3, no early stopping (patience past the last epoch),
     # no checkpoints: seconds. Validation on the training split only fills the log.

@@ -159,18 +159,19 @@ def test_targets_expect_the_papers_fold_csvs(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "field, value, message",
+    "section, field, value, message",
     [
-        ("cca_decomposition", "qr", "config.analysis.cca_decomposition='qr': expected"),
-        ("auc", "roc", "config.eval.auc='roc': expected one of"),
+        ("analysis", "cca_decomposition", "qr", "cca_decomposition='qr': expected"),
+        ("eval", "auc", "roc", "config.eval.auc='roc': expected one of"),
+        ("model", "name", "resnet5", "config.model.name='resnet5': expected one of"),
     ],
 )
 def test_unknown_choices_stop_before_any_compute(
-    tmp_path, demo_sources, field, value, message
+    tmp_path, demo_sources, section, field, value, message
 ):
     config = _config(tmp_path, demo_sources)
     config.analysis.enabled = True
-    (config.analysis if field == "cca_decomposition" else config.eval)[field] = value
+    config[section][field] = value
     with pytest.raises(ValueError, match=message):
         experiment.run(config, tmp_path / "run")
     assert not (tmp_path / "run").exists()

@@ -23,7 +23,7 @@ def test_sources_are_trained_tiny_resnets_read_back_from_keras_files(demo_source
     backbones = {}
     for name, directory in demo_sources.items():
         seed = experiment.synthetic_source(config, name).seed
-        fresh = _backbone(resnet._ResNetTiny(rngs=nnx.Rngs(seed)))  # where it began
+        fresh = _backbone(resnet.ResNetTiny(rngs=nnx.Rngs(seed)))  # where it began
         model, metadata = pretrained.load(directory)
         h5_path = Path(directory).with_name(f"{name}_notop.h5")
         assert metadata["source_format"] == "keras_h5"

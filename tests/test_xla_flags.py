@@ -44,7 +44,7 @@ def test_remat_check_only_concerns_gpus_without_the_flag(monkeypatch):
 def test_remat_steps_on_a_gpu_need_the_flag(monkeypatch, slots):
     monkeypatch.setenv("XLA_FLAGS", xla_flags.CPU_NO_DEADLOCK)
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
-    model = resnet._ResNetTiny(num_classes=2, rngs=nnx.Rngs(0))
+    model = resnet.ResNetTiny(num_classes=2, rngs=nnx.Rngs(0))
     # A config no other test uses, so the cached steps are traced afresh.
     config = steps.StepConfig(remat=True, learning_rate=0.123)
     graphdef, state = steps.create_state(model, config.optimizer, nnx.Param)

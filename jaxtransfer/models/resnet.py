@@ -337,6 +337,6 @@ def ResNet50(**kwargs) -> ResNet:  # noqa: N802 (mirrors keras.applications.ResN
     return ResNet(stage_sizes=RESNET50_STAGE_SIZES, width=64, **kwargs)
 
 
-def _ResNetTiny(**kwargs) -> ResNet:  # noqa: N802
-    """A tiny ResNet (one block per stage, width 8) for fast tests."""
+def ResNetTiny(**kwargs) -> ResNet:  # noqa: N802
+    """A tiny ResNet (one block per stage, width 8) for tests and demos."""
     return ResNet(stage_sizes=(1, 1, 1, 1), width=8, **kwargs)

@@ -17,7 +17,7 @@ from jaxtransfer.models import resnet
 def _tiny(seed):
     return pairs.Network(
         f"tiny{seed}",
-        lambda: (resnet._ResNetTiny(num_classes=None, rngs=nnx.Rngs(seed)), "caffe"),
+        lambda: (resnet.ResNetTiny(num_classes=None, rngs=nnx.Rngs(seed)), "caffe"),
         f"seed {seed}",
     )
 

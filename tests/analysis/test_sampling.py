@@ -67,8 +67,8 @@ def test_plans_are_seeded_fresh_per_repetition_and_without_replacement():
 
 
 def test_sampled_activations_are_the_plan_images_and_channels_of_a_forward_pass():
-    model = resnet._ResNetTiny(num_classes=None, rngs=nnx.Rngs(1))
-    other = resnet._ResNetTiny(num_classes=None, rngs=nnx.Rngs(2))
+    model = resnet.ResNetTiny(num_classes=None, rngs=nnx.Rngs(1))
+    other = resnet.ResNetTiny(num_classes=None, rngs=nnx.Rngs(2))
     rng = np.random.default_rng(0)
     stimuli = rng.integers(0, 256, (30, 32, 32, 3), dtype=np.uint8)
     shapes = sampling.tap_shapes(model, 32, model.study_taps)

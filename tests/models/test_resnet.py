@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from jaxtransfer import models
 from jaxtransfer.models import resnet
 
 
@@ -51,7 +52,7 @@ def test_all_sixteen_block_outputs_on_request():
 
 
 def test_head_dropout_only_in_training():
-    model = resnet._ResNetTiny(num_classes=3, head_dropout=0.5, rngs=nnx.Rngs(0))
+    model = resnet.ResNetTiny(num_classes=3, head_dropout=0.5, rngs=nnx.Rngs(0))
     x = jax.random.normal(jax.random.key(1), (4, 32, 32, 3))
     eval_a, _ = model(x)
     eval_b, _ = model(x)
@@ -67,7 +68,7 @@ def test_head_dropout_only_in_training():
 
 
 def test_training_mode_updates_batchnorm_statistics_with_keras_momentum():
-    model = resnet._ResNetTiny(rngs=nnx.Rngs(0))
+    model = resnet.ResNetTiny(rngs=nnx.Rngs(0))
     x = jax.random.normal(jax.random.key(2), (8, 32, 32, 3)) * 3 + 1
     before = np.asarray(model.conv1_bn.mean.get_value())
     model(x)  # inference: statistics untouched
@@ -81,8 +82,8 @@ def test_training_mode_updates_batchnorm_statistics_with_keras_momentum():
 
 
 def test_variants_differ_in_stride_placement_and_conv_bias():
-    keras = resnet._ResNetTiny(variant="keras", rngs=nnx.Rngs(0))
-    torch = resnet._ResNetTiny(variant="torchvision", rngs=nnx.Rngs(0))
+    keras = resnet.ResNetTiny(variant="keras", rngs=nnx.Rngs(0))
+    torch = resnet.ResNetTiny(variant="torchvision", rngs=nnx.Rngs(0))
     assert keras.conv3_block1.conv1.strides == (2, 2)
     assert keras.conv3_block1.conv2.strides == (1, 1)
     assert torch.conv3_block1.conv1.strides == (1, 1)
@@ -91,4 +92,12 @@ def test_variants_differ_in_stride_placement_and_conv_bias():
     assert keras.conv1_bn.epsilon == pytest.approx(1.001e-5)
     assert torch.conv1_bn.epsilon == pytest.approx(1e-5)
     with pytest.raises(ValueError, match="variant"):
-        resnet._ResNetTiny(variant="v2", rngs=nnx.Rngs(0))
+        resnet.ResNetTiny(variant="v2", rngs=nnx.Rngs(0))
+
+
+def test_the_registry_builds_named_models_and_refuses_unknown_names():
+    assert models.get("resnet50") is resnet.ResNet50
+    tiny = models.get("tiny")(num_classes=3, rngs=nnx.Rngs(0))
+    assert tiny.stage_sizes == (1, 1, 1, 1)
+    with pytest.raises(ValueError, match=r"'resnet5': expected one of \['resnet50'"):
+        models.get("resnet5")

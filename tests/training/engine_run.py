@@ -68,7 +68,7 @@ def collectives(members: int) -> dict:
     """The step of 4 member slots on ``members`` x (devices / members), compiled
     and read back: what crosses devices."""
     mesh = mesh_lib.make_mesh(4, members)
-    model = resnet._ResNetTiny(num_classes=2, rngs=nnx.Rngs(0))
+    model = resnet.ResNetTiny(num_classes=2, rngs=nnx.Rngs(0))
     graphdef, state = steps.create_state(model, STEP_CONFIG.optimizer, nnx.Param)
     with jax.set_mesh(mesh):
         stacked = engine._zeros(state, 4, mesh)
@@ -102,7 +102,7 @@ val = split(16)
 runs = [
     engine.Run(
         name,
-        resnet._ResNetTiny(num_classes=2, rngs=nnx.Rngs(seed)),
+        resnet.ResNetTiny(num_classes=2, rngs=nnx.Rngs(seed)),
         {"train": split(n), "val": val},
         jax.random.key(seed),
         # One checkpoint directory for all processes (a shared filesystem).

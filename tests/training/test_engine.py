@@ -46,7 +46,7 @@ def datas():
 
 
 def _model(seed, num_classes=2):
-    return resnet._ResNetTiny(num_classes=num_classes, rngs=nnx.Rngs(seed))
+    return resnet.ResNetTiny(num_classes=num_classes, rngs=nnx.Rngs(seed))
 
 
 def _weights(model):

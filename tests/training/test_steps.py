@@ -38,7 +38,7 @@ def _data(n=10):
 
 def test_train_step_is_pure_and_bfloat16_keeps_float32_master_weights():
     images, labels = _data()
-    model = resnet._ResNetTiny(num_classes=2, dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
+    model = resnet.ResNetTiny(num_classes=2, dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
     _, acts = model(jnp.ones((1, 32, 32, 3)))
     assert acts["pooled"].dtype == jnp.bfloat16
     config = steps.StepConfig(learning_rate=1e-3, compute_dtype="bfloat16")
@@ -62,7 +62,7 @@ def test_remat_gives_the_same_gradients():
     rng = np.random.default_rng(2)
     batch = jnp.asarray(rng.normal(0, 50, (16, 64, 64, 3)), jnp.float32)
     onehot = jax.nn.one_hot(rng.integers(0, 2, 16), 2)
-    model = resnet._ResNetTiny(num_classes=2, rngs=nnx.Rngs(3))
+    model = resnet.ResNetTiny(num_classes=2, rngs=nnx.Rngs(3))
     graphdef, state = steps.create_state(model, optim.keras_adam(1e-3), nnx.Param)
     results = []
     for remat in (False, True):
@@ -80,7 +80,7 @@ def test_remat_gives_the_same_gradients():
 
 
 def test_remat_keeps_only_block_inputs_for_the_backward_pass():
-    model = resnet._ResNetTiny(num_classes=2, rngs=nnx.Rngs(0))
+    model = resnet.ResNetTiny(num_classes=2, rngs=nnx.Rngs(0))
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     batch = jnp.zeros((16, 64, 64, 3))
     residual_bytes = []
@@ -105,7 +105,7 @@ def test_one_unit_sigmoid_head_is_scored_against_class_one():
     # The v1 preset's binary head: Dense(1, sigmoid), BinaryCrossentropy on 0/1
     # labels. Its loss must be -[y log p + (1 - y) log(1 - p)] with p = P(class 1).
     images, labels = _data(n=10)
-    model = resnet._ResNetTiny(num_classes=1, rngs=nnx.Rngs(1))
+    model = resnet.ResNetTiny(num_classes=1, rngs=nnx.Rngs(1))
     graphdef, state = steps.create_state(model, optim.keras_adam(1e-3), nnx.Param)
     config = steps.StepConfig(loss="sigmoid_bce")
     _, eval_step = _steps(graphdef, 1, config)
