@@ -27,9 +27,9 @@ architecture and a list of ``Stage`` s and trains them stage by stage
   run's end go through the same masked, padded eval step; its probabilities are
   what the analysis reads.
 * **Checkpoints.** Each run checkpoints into its own directory
-  (``training.checkpoint``), asynchronously, at most every
-  ``Settings.checkpoint_every_s`` and always at the end of a stage; a run resumes
-  in whatever slot it gets, exactly where its checkpoint stopped.
+  (``training.checkpoint``), from a background thread, at most every
+  ``Settings.checkpoint_every_s`` and at the end of each stage but its last; a
+  run resumes in whatever slot it gets, exactly where its checkpoint stopped.
 """
 
 import contextlib
