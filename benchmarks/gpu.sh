@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Every GPU benchmark in one go, most important first, each under its own time
-# limit and all under one budget, for a short lease on a GPU machine.
+# limit and all under one budget, for a short run on a GPU machine.
 #
 #   BUDGET_S=480 bash benchmarks/gpu.sh
-#   STEPS="ensemble_112 train_fp32_112" BUDGET_S=300 bash benchmarks/gpu.sh
+#   STEPS="grid_112 train_fp32_112" BUDGET_S=300 bash benchmarks/gpu.sh
 #
 # STEPS picks steps by name (all, in the order below, when unset).
 # Writes everything printed to $OUT/log.txt and every JSON row to
@@ -12,6 +12,11 @@
 # the H200 run of benchmarks/RESULTS.md carried the flax and optax the tests use:
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 \
 #     --platform manylinux_2_17_x86_64 -d .whl flax==0.12.12 optax==0.2.8
+# The grid step imports the grid driver, which needs ml-collections, tensorboardX
+# and tensorflow-datasets (without TensorFlow); where the machine lacks them:
+#   pip download --only-binary=:all: --python-version 3.12 \
+#     --platform manylinux_2_17_x86_64 -d .whl ml-collections tensorboardX \
+#     tensorflow-datasets
 set -u
 out=${OUT:-benchmarks/gpu_results}
 mkdir -p "$out"
@@ -60,8 +65,8 @@ run cca 120 python3 benchmarks/cca.py --shared-sample --chunk 350 \
   --reference-count 20 --repeats 3 --decompositions linalg,cholesky
 # No decomposition at all (Cholesky whitening, Newton-Schulz sum of singular values:
 # batched products and D elementwise steps instead of ~2600 Jacobi rounds), against
-# Jacobi in the same run, the whole paper workload in one call (H100, session 13:
-# 1055x the reference, Jacobi 151x; the full-width rows did not finish in 200 s).
+# Jacobi in the same run, the whole paper workload in one call (on an H100: 1055x
+# the reference, Jacobi 151x; the full-width rows did not finish in 200 s).
 run cca_cholesky 200 python3 benchmarks/cca.py --chunk 1750 --reference-count 20 \
   --repeats 2 --decompositions jacobi,cholesky --shared-sample \
   --shared-repetitions 125 --gram-precisions highest,bf16_3x
@@ -74,13 +79,18 @@ run cca_cholesky 200 python3 benchmarks/cca.py --chunk 1750 --reference-count 20
 run cca_jacobi 240 python3 benchmarks/cca.py --chunk 875 --reference-count 20 \
   --repeats 2 --decompositions linalg,jacobi --shared-sample \
   --gram-precisions highest,bf16_3x,bf16_6x,tf32_3x
-# Whether the Jacobi rounds, not the batch, set the time (the H200's second lease:
-# 158 ms for two calls of 875 CCAs): the whole paper workload in one call.
+# Whether the Jacobi rounds, not the batch, set the time (on an H200: 158 ms for
+# two calls of 875 CCAs): the whole paper workload in one call.
 run cca_jacobi_one_call 150 python3 benchmarks/cca.py --chunk 1750 \
   --reference-count 20 --repeats 2 --decompositions jacobi \
   --gram-precisions highest,bf16_3x
-# The fold ensemble, vmapped (ensemble_map_112 at the end runs it as lax.map,
-# config.train.ensemble_vectorize=False).
+# A knee-sized grid (25 runs, ResNet50, bf16, 112 px, batch 128) through the
+# engine on one device: its wall time against image-steps / the step's rate above.
+run grid_112 300 python3 benchmarks/grid.py --devices 1 --model resnet50 \
+  --size 112 --images 5200 --epochs 2 --batch 128 --dtype bfloat16 \
+  --layout members --output /tmp/grid.json
+# Five member slots in one step, vmapped (ensemble_map_112 at the end runs them
+# as lax.map, the engine's mode on accelerators).
 run ensemble_112 300 python3 $tt --sizes 112 --batch 128 --dtypes bfloat16 \
   --members 5 --iters 10 --impls jaxtransfer --ensemble-only --output /tmp/tt6.json
 run train_bf16_224 150 python3 $tt --sizes 224 --batch 128 --dtypes bfloat16 \

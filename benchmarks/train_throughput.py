@@ -38,7 +38,7 @@ convolutions as XLA convolutions instead of the matrix products jaxtransfer uses
 jaxtransfer row (an ablation of `jaxtransfer.models.batch_norm`). `--model tiny`
 runs jaxtransfer's tiny test ResNet instead of ResNet50 (PyTorch and Keras rows then
 say they were skipped): a quick check that the script runs, for the test suite and
-before a GPU lease is spent on it.
+before GPU time is spent on it.
 
 Usage:
   python benchmarks/train_throughput.py [--sizes 112,224] [--batch 32]

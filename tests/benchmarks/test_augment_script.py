@@ -1,6 +1,6 @@
 """benchmarks/augment.py runs end to end (small sizes) with every row it promises.
 
-A smoke test, so a GPU lease is not spent on a broken script; speeds are not checked.
+A smoke test, so GPU time is not spent on a broken script; speeds are not checked.
 """
 
 import json

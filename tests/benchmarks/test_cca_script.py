@@ -1,6 +1,6 @@
 """benchmarks/cca.py runs end to end (small sizes) and reports what the issue asks.
 
-A smoke test, so a GPU lease is not spent on a broken script; speeds are not checked.
+A smoke test, so GPU time is not spent on a broken script; speeds are not checked.
 """
 
 import benchmark_script

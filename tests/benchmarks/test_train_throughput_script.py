@@ -1,5 +1,5 @@
 """benchmarks/train_throughput.py runs end to end on the tiny model and reports what
-the issue asks. A smoke test, so a GPU lease is not spent on a broken script;
+the script promises. A smoke test, so GPU time is not spent on a broken script;
 speeds are not checked.
 """
 
