@@ -31,7 +31,9 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import train_throughput  # noqa: E402  (beside this script)
+import train_throughput  # noqa: E402  (beside this script; puts the repo on the path)
+
+from jaxtransfer import models  # noqa: E402
 
 KINDS = (  # first match wins
     ("conv", r"conv(?!ert)|fprop|dgrad|wgrad|implicit_gemm|xmma_|cudnn"),
@@ -165,7 +167,7 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument(
         "--model",
-        choices=sorted(train_throughput.MODELS),
+        choices=sorted(models.MODELS),
         default="resnet50",
         help="jaxtransfer only; tiny: a quick check that the script runs",
     )
