@@ -11,7 +11,10 @@ import pytest
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
 PAPER_RESULTS = REFERENCE / "paper_results"
 needs_paper_results = pytest.mark.skipif(
-    not PAPER_RESULTS.is_dir(), reason=f"paper result CSVs not at {PAPER_RESULTS}"
+    not PAPER_RESULTS.is_dir(),
+    reason=f"the paper's result tables are not at {PAPER_RESULTS}: put AUC.csv, "
+    "AUC_mean.csv, CCA_<target>.csv, similarity.csv, simVSaucImNet.csv and "
+    "simVSaucRadNet.csv from github.com/DovileDo/revisiting-transfer there",
 )
 # PROTOCOL.md §9: OLS slope / Pearson r per layer conv1..block4, pooled over the
 # paper's 7 targets x 5 folds.

@@ -13,7 +13,9 @@ REFERENCE = Path(__file__).resolve().parents[2].parent / "shared" / "reference"
 PAPER_FOLDS = REFERENCE / "paper_folds"
 needs_reference = pytest.mark.skipif(
     not PAPER_FOLDS.is_dir(),
-    reason=f"the paper's fold CSVs are not at {PAPER_FOLDS} (shared/reference absent)",
+    reason=f"the paper's fold CSVs are not at {PAPER_FOLDS}: put the folder "
+    "data/<target>/ of github.com/DovileDo/revisiting-transfer there as "
+    "<target>/{train,val,test}_fold{1..5}.csv for each of the seven targets",
 )
 
 GROUPED = ["chest", "thyroid", "knee", "mammograms"]
