@@ -465,17 +465,17 @@ class _Engine:
             self.pools = {s: make_pool(runs, s, mesh) for s in ("train", "val", "test")}
         self.histories = {run.name: [] for run in runs}
         self.saved = {}
-        # One checkpointer per run, from here to the end of its last stage.
-        self.checkpointers: dict[str, RunCheckpointer] = {}
         for run in runs:
             if run.checkpoint_dir is not None:
-                self.checkpointers[run.name] = RunCheckpointer(run.checkpoint_dir)
-                self.saved[run.name] = self.checkpointers[run.name].progress()
+                progress = RunCheckpointer(run.checkpoint_dir)
+                self.saved[run.name] = progress.progress()
+                progress.close()
             if self.saved.get(run.name):
                 self.histories[run.name] = self.saved[run.name]["history"]
                 callbacks.resumed(run, self.histories[run.name])
         self.last_save = time.monotonic()
         self.saves = BackgroundSaves(threaded=not self.spans_processes)
+        self.checkpointers: dict[str, RunCheckpointer] = {}
 
     def close(self) -> None:
         """Lands every save started (also after an error) and closes the runs'."""
@@ -560,7 +560,11 @@ class _Engine:
         member_state = mesh_lib.put_replicated(member_state, self.mesh)
         member_best = member_state.weights
         saved = self.saved.get(run.name)
-        checkpointer = self.checkpointers.get(run.name)
+        checkpointer = None
+        if run.checkpoint_dir is not None:  # one per run, kept across its stages
+            if run.name not in self.checkpointers:
+                self.checkpointers[run.name] = RunCheckpointer(run.checkpoint_dir)
+            checkpointer = self.checkpointers[run.name]
         member = _Member(
             run, 0, EarlyStopping(stage.mode, stage.patience),
             self.histories[run.name], checkpointer,
