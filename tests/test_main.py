@@ -12,12 +12,12 @@ one process's on one device, up to float rounding.
 import csv
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+import processes
 import pytest
 
 from jaxtransfer import xla_flags
@@ -64,9 +64,7 @@ def _read_auc(workdir):
 
 
 def test_two_processes_run_the_grid_and_write_each_result_once(tmp_path):
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        port = s.getsockname()[1]
+    port = processes.free_port()
     config = _config_file(tmp_path)
     env = {
         **os.environ,
@@ -85,16 +83,8 @@ def test_two_processes_run_the_grid_and_write_each_result_once(tmp_path):
         ]
         for i in range(2)
     ]
-    running = [
-        subprocess.Popen(
-            c, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-        )
-        for c in commands
-    ]
-    for process in running:
-        out, _ = process.communicate(timeout=600)
-        assert process.returncode == 0, out.decode()[-3000:]
-        assert b"process 1/2" in out or b"process 0/2" in out
+    for out in processes.run_together(commands, cwd=REPO, env=env):
+        assert "process 1/2" in out or "process 0/2" in out
     # The same grid in one process on one device (the sources exist by now).
     env["XLA_FLAGS"] = xla_flags.CPU_NO_DEADLOCK
     one = subprocess.run(

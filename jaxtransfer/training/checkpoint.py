@@ -32,12 +32,25 @@ def _abstract(tree):
 
 
 class RunCheckpointer:
-    """A run's orbax checkpoints; the newest one is kept."""
+    """A run's orbax checkpoints; the newest one is kept.
 
-    def __init__(self, directory: str | os.PathLike):
+    ``name`` (the run's, equal on every process) prefixes the keys of orbax's
+    cross-process barriers. Without it every run's manager uses the same keys, and
+    one run's save finishing in orbax's thread while another's starts meet at one
+    barrier key: the coordination service refuses the second ("Barrier ... is
+    already ongoing") and that process dies.
+    """
+
+    def __init__(self, directory: str | os.PathLike, name: str):
         self.manager = ocp.CheckpointManager(
             Path(directory).absolute(),
-            options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True),
+            options=ocp.CheckpointManagerOptions(
+                max_to_keep=1,
+                create=True,
+                multiprocessing_options=ocp.options.MultiprocessingOptions(
+                    barrier_sync_key_prefix=f"jaxtransfer run {name}"
+                ),
+            ),
         )
 
     def latest(self) -> int | None:

@@ -467,7 +467,7 @@ class _Engine:
         self.saved = {}
         for run in runs:
             if run.checkpoint_dir is not None:
-                progress = RunCheckpointer(run.checkpoint_dir)
+                progress = RunCheckpointer(run.checkpoint_dir, run.name)
                 self.saved[run.name] = progress.progress()
                 progress.close()
             if self.saved.get(run.name):
@@ -563,7 +563,9 @@ class _Engine:
         checkpointer = None
         if run.checkpoint_dir is not None:  # one per run, kept across its stages
             if run.name not in self.checkpointers:
-                self.checkpointers[run.name] = RunCheckpointer(run.checkpoint_dir)
+                self.checkpointers[run.name] = RunCheckpointer(
+                    run.checkpoint_dir, run.name
+                )
             checkpointer = self.checkpointers[run.name]
         member = _Member(
             run, 0, EarlyStopping(stage.mode, stage.patience),

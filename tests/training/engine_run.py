@@ -11,6 +11,7 @@ writes its collectives.
 """
 
 import argparse
+import faulthandler
 import json
 import os
 import sys
@@ -25,6 +26,9 @@ parser.add_argument("--coordinator", default="")
 parser.add_argument("--compilation_cache", default="")
 parser.add_argument("--collectives", default="", help="e.g. 4,2,1: members axes")
 args = parser.parse_args()
+# Where every thread was if a process is aborted (a multi-process run ends so when
+# another process dies).
+faulthandler.enable(all_threads=True)
 
 os.environ["JAX_PLATFORMS"] = "cpu"
 # Importing jaxtransfer below adds its CPU flag (jaxtransfer/xla_flags.py).

@@ -8,13 +8,12 @@ compiled step's collectives on 4 virtual devices, read from its program text.
 """
 
 import json
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
 import jax
 import numpy as np
+import processes as processes_lib
 import pytest
 from flax import nnx
 
@@ -38,11 +37,7 @@ def _command(output, cache):
 
 
 def _run(output, cache, *extra, processes=1):
-    port = None
-    if processes > 1:
-        with socket.socket() as s:
-            s.bind(("localhost", 0))
-            port = s.getsockname()[1]
+    port = processes_lib.free_port() if processes > 1 else None
     commands = [
         [*_command(output, cache), *extra]
         + (
@@ -59,13 +54,7 @@ def _run(output, cache, *extra, processes=1):
         )  # fmt: skip
         for i in range(processes)
     ]
-    running = [
-        subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for c in commands
-    ]
-    for process in running:
-        out, _ = process.communicate(timeout=600)
-        assert process.returncode == 0, out[-3000:]
+    processes_lib.run_together(commands)
     return json.loads(Path(output).read_text())
 
 

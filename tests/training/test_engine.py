@@ -227,7 +227,7 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
     ]
     with pytest.raises(engine.NonFiniteLoss, match="m0: .*stage finetune, epoch 1"):
         _train(datas, tmp_path, stages=stages, members=[0])
-    checkpointer = RunCheckpointer(tmp_path / "m0")
+    checkpointer = RunCheckpointer(tmp_path / "m0", "m0")
     progress = checkpointer.progress()
     checkpointer.close()
     assert progress["stage"] == 0 and progress["stage_done"]
