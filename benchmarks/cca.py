@@ -56,9 +56,9 @@ import timing  # noqa: E402  (benchmarks/timing.py, beside this script)
 from jaxtransfer.analysis import cca, pairs, sampling  # noqa: E402
 
 PAPER_NUM_CCAS = 14 * 5 * 5 * 5
-# The 14 pairs of one target (PROTOCOL.md section 7) over 8 networks: 0 ImageNet,
-# 1 RadImageNet, 2 and 3 two random inits, 4 T-ImageNet-freezeFalse,
-# 5 T-ImageNet-freezeTrue, 6 T-RadImageNet-freezeFalse, 7 T-RadImageNet-freezeTrue.
+# The 14 pairs of one target (docs/protocol.md#cca) over 8 networks: 0 ImageNet, 1
+# RadImageNet, 2 and 3 two random inits, 4 T-ImageNet-freezeFalse, 5
+# T-ImageNet-freezeTrue, 6 T-RadImageNet-freezeFalse, 7 T-RadImageNet-freezeTrue.
 PAPER_PAIRS = (
     (0, 1), (0, 2), (1, 2), (2, 3), (4, 0), (4, 5), (4, 6),
     (4, 2), (5, 0), (5, 7), (6, 1), (6, 7), (6, 2), (7, 1),

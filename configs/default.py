@@ -1,8 +1,9 @@
-"""Shared defaults of every target: the paper's v2 protocol (PROTOCOL.md §4, §12).
+"""Shared defaults of every target: the paper's v2 protocol (docs/protocol.md).
 
 Per-target files import this and change a few fields. Any field can be overridden on
 the command line, e.g. ``--config.train.batch_size=64``. ``get_config("v1")`` gives
-the protocol behind the paper's published tables (§0).
+the protocol behind the paper's published tables
+(docs/protocol.md#two-protocols-v2-and-v1).
 """
 
 from ml_collections import ConfigDict, config_dict
@@ -11,7 +12,8 @@ FOLDS = (1, 2, 3, 4, 5)
 # Where the targets' configs expect the paper's fold CSVs: data/<target>/ of the
 # paper's code (github.com/DovileDo/revisiting-transfer), one folder per target.
 PAPER_FOLDS_ROOT = "data/paper_folds"
-# The image size CCA.py built its networks at (PROTOCOL.md §7, Q6); 112 otherwise.
+# The image size the paper's CCA built its networks at, 112 otherwise
+# (docs/protocol.md#image-sizes).
 CCA_IMAGE_SIZES = {"pcam-small": 96, "breast": 224, "mammograms": 224, "thyroid": 224}
 # Targets whose reference code uses class_mode 'categorical'; the rest are binary.
 CATEGORICAL_TARGETS = ("isic", "knee")
@@ -29,10 +31,11 @@ def get_config(arg: str | None = None) -> ConfigDict:
     config.data.name = ""  # dataset builder name (jaxtransfer.data.builders)
     config.data.manual_dir = "data/raw"  # the user's raw downloads
     config.data.data_dir = "data/prepared"  # prepared datasets (prepare.py)
-    config.data.size = 112  # Q6: training size, recorded in every run
-    # The paper's fold CSVs of the target (PROTOCOL.md §6: use them, do not
-    # regenerate); for_target points at data/paper_folds/<target>. "" makes the
-    # folds with the paper's procedure instead (grouped targets then differ).
+    # docs/protocol.md#image-sizes: training size, recorded in every run
+    config.data.size = 112
+    # The paper's fold CSVs of the target (docs/protocol.md#folds: use them, do not
+    # regenerate); for_target points at data/paper_folds/<target>. "" makes the folds
+    # with the paper's procedure instead (grouped targets then differ).
     config.data.paper_folds = ""
     config.data.synthetic = False  # demo: write a synthetic raw download first
     config.data.synthetic_options = ConfigDict()  # its writer's keyword arguments
@@ -66,14 +69,16 @@ def get_config(arg: str | None = None) -> ConfigDict:
     # The reference runs both stages up to the same --epoch; None follows num_epochs.
     config.train.head_num_epochs = config_dict.placeholder(int)
     config.train.head_patience = 10  # early stopping on val accuracy
-    # Q13: the reference's head-stage EarlyStopping does not restore the best
-    # weights, so fine-tuning starts from the last head epoch; True starts it from
-    # the best-validation-accuracy head instead.
+    # docs/protocol.md#head-stage: the reference's head-stage EarlyStopping does not
+    # restore the best weights, so fine-tuning starts from the last head epoch; True
+    # starts it from the best-validation-accuracy head instead.
     config.train.head_keep_best = False
-    # Q4: TF-Keras BinaryCrossentropy on a 2-way softmax is sigmoid BCE on each
-    # pre-softmax logit; "softmax_cross_entropy" is the textbook alternative.
+    # docs/protocol.md#binary-loss: TF-Keras BinaryCrossentropy on a 2-way softmax is
+    # sigmoid BCE on each pre-softmax logit; "softmax_cross_entropy" is the textbook
+    # alternative.
     config.train.binary_loss = "sigmoid_bce_on_softmax_logits"
-    # Q3: the reference code trains BatchNorm (batch statistics) in stage 2.
+    # docs/protocol.md#batchnorm-in-fine-tuning: the reference code trains BatchNorm
+    # (batch statistics) in stage 2.
     config.train.stage2_bn_train = True
     config.train.augment = True
     config.train.augment_convention = "keras_preprocessing"  # TF 2.8, the study
@@ -99,15 +104,15 @@ def get_config(arg: str | None = None) -> ConfigDict:
     config.mesh.member_mode = "auto"
 
     config.eval = ConfigDict()
-    # Q5: keras_micro | micro | macro | weighted | binary | v1_sklearn
+    # docs/protocol.md#auc: keras_micro | micro | macro | weighted | binary | v1_sklearn
     config.eval.auc = "keras_micro"
 
     config.analysis = ConfigDict()
     config.analysis.enabled = True  # CCA, similarity, figures, report.md
     config.analysis.reference = ""  # the paper's result CSVs, for side by side
-    # Q6: the CCA's image size; None is the training size. The targets use CCA.py's
-    # (96 pcam-small, 224 breast, mammograms and thyroid, 112 otherwise), which
-    # needs the dataset prepared at that size too.
+    # docs/protocol.md#image-sizes: the CCA's image size; None is the training size. The
+    # targets use CCA.py's (96 pcam-small, 224 breast, mammograms and thyroid, 112
+    # otherwise), which needs the dataset prepared at that size too.
     config.analysis.image_size = config_dict.placeholder(int)
     config.analysis.full_depth = False  # all 16 blocks, all channels (slow on CPU)
     # Eigen/singular values of the CCA kernel: "linalg" (LAPACK on CPU, cuSOLVER on
@@ -134,7 +139,10 @@ def get_config(arg: str | None = None) -> ConfigDict:
 
 
 def apply_v1(config: ConfigDict) -> ConfigDict:
-    """The protocol behind the committed result tables (PROTOCOL.md §0)."""
+    """The protocol behind the published tables.
+
+    docs/protocol.md#two-protocols-v2-and-v1
+    """
     config.protocol = "v1"
     config.preset = "v1"
     config.train.patience = 3

@@ -7,17 +7,20 @@ Reads a finished workdir of `jaxtransfer.experiment` (config.json, AUC.csv, each
 run's model/ and test_predictions.npz) and writes into RUN/analysis/, each file
 atomically:
 
-- CCA_<target>.csv: the paper's 14 pairs per fold (PROTOCOL.md §7), paper schema;
+- CCA_<target>.csv: the paper's 14 pairs per fold (docs/protocol.md#cca), paper schema;
   stimuli are the fold's held-out images (test, or val + test in v1, as the
   similarity analysis) at config.analysis.image_size (the column holds the target
   name as in the paper; the split and size are recorded in
   CCA_<target>_sampling.json with the seed, n_img, datapoints, channel indices and
   image order of every repetition).
-- similarity.csv (§8, paper schema) and similarity_details.csv (accuracies and the
+- similarity.csv (docs/protocol.md#prediction-similarity, paper schema) and
+  similarity_details.csv (accuracies and the
   symmetric baseline too).
-- simVSaucImNet.csv, simVSaucRadNet.csv (§9, CCA schema) and gain_stats.csv (OLS
+- simVSaucImNet.csv, simVSaucRadNet.csv (docs/protocol.md#cca-vs-auc-gain, CCA schema)
+and gain_stats.csv (OLS
   slope, intercept, Pearson r, p per source and layer over this target's folds
-  only; the paper's §9 numbers pool 7 targets: `python -m jaxtransfer.pool`).
+  only; the paper's pooled numbers (docs/protocol.md#cca-vs-auc-gain) take 7 targets:
+  `python -m jaxtransfer.pool`).
 - AUC_mean.csv (paper schema), figures (PNG + PDF), report.md. With --reference
   pointing at the paper's result CSVs, report.md puts the paper's numbers beside
   this run's (for the CCA vs AUC gain, the paper's regression over this target).
@@ -130,12 +133,13 @@ def cca_stimuli(config: ConfigDict, fold: int) -> tuple[np.ndarray, str]:
 
     The held-out part the similarity analysis predicts too: the test split (v2),
     or val + test (v1, which holds out both). At `experiment.cca_image_size`
-    (Q6: CCA.py built 224 px networks for breast, mammograms and thyroid).
+    (CCA.py built 224 px networks for breast, mammograms and thyroid:
+    docs/protocol.md#image-sizes).
     """
     size = experiment.cca_image_size(config)
     if not experiment.is_prepared(config, size):
         raise FileNotFoundError(
-            experiment.unprepared_message(config, size, "CCA stimuli (Q6)")
+            experiment.unprepared_message(config, size, "CCA stimuli")
         )
     directory = experiment.dataset_dir(config, size)
     parts = ("val", "test") if config.protocol == "v1" else ("test",)
@@ -385,7 +389,7 @@ def run(
             json.dumps(
                 tables.jsonable(
                     {
-                        "protocol": "PROTOCOL.md §7 (svcca mean CCA, epsilon 1e-12)",
+                        "protocol": "svcca mean CCA, epsilon 1e-12",
                         "seed": seed,
                         "image_size": config.data.size,
                         "folds": sampling_info,
@@ -454,7 +458,7 @@ def run(
     ref = tables.read_reference(reference, [target]) if reference else None
     details = {
         "protocol": config.protocol,
-        "AUC": f"{config.eval.auc} (config.eval.auc, Q5; the paper's tables: "
+        "AUC": f"{config.eval.auc} (config.eval.auc; the paper's tables: "
         "sklearn binary or OvR weighted on the held-out fold, v1)",
         "image size": f"training {config.data.size} px, CCA "
         f"{experiment.cca_image_size(config)} px (config.analysis.image_size; "

@@ -9,7 +9,7 @@ Layout of a workdir::
         test_predictions.npz          probs, labels, paths of the test split
         log.jsonl                     one record per epoch
         metrics.json                  written last: its presence marks the run done
-    AUC.csv                           the paper's schema (PROTOCOL.md §10)
+    AUC.csv                           the paper's schema (docs/protocol.md#result-files)
     summary.json                      every run's metrics, mean/std per source/freeze
 
 Re-running the same command skips finished runs and resumes unfinished ones.
@@ -95,7 +95,10 @@ def dataset_dir(config: ConfigDict, size: int | None = None) -> Path:
 
 
 def cca_image_size(config: ConfigDict) -> int:
-    """The CCA's image size (Q6): config.analysis.image_size, else the training's."""
+    """The CCA's image size: config.analysis.image_size, else the training's.
+
+    docs/protocol.md#image-sizes
+    """
     return config.analysis.get("image_size") or config.data.size
 
 
@@ -159,7 +162,8 @@ def ensure_inputs(config: ConfigDict) -> Path:
             )
     sizes = [config.data.size]
     if config.analysis.enabled and cca_image_size(config) != config.data.size:
-        sizes.append(cca_image_size(config))  # the CCA's stimuli (Q6)
+        # the CCA's stimuli (docs/protocol.md#image-sizes)
+        sizes.append(cca_image_size(config))
     if config.data.synthetic and sharding.is_primary():  # the others wait below
         raw = Path(config.data.manual_dir)
         if not raw.exists():
@@ -201,10 +205,10 @@ def ensure_inputs(config: ConfigDict) -> Path:
             "CSVs ({train,val,test}_fold{1..5}.csv). They come with the paper's "
             f"code, {PAPER_CODE} (folder data/{config.target}/); put them there, "
             "or set --config.data.paper_folds='' to make folds with the paper's "
-            "procedure (PROTOCOL.md §6: grouped targets then get other folds)"
+            "procedure (docs/protocol.md#folds: grouped targets then get other folds)"
         )
     for size in unprepared:
-        use = "training" if size == config.data.size else "CCA stimuli (Q6)"
+        use = "training" if size == config.data.size else "CCA stimuli"
         problems.append(unprepared_message(config, size, use))
     if problems:
         raise MissingInputs("cannot start:\n- " + "\n- ".join(problems))
@@ -259,7 +263,10 @@ def loss_name(config: ConfigDict, num_classes: int) -> str:
 
 
 def build_model(config: ConfigDict, spec: RunSpec, outputs: int) -> resnet.ResNet:
-    """The run's starting point: a source's backbone plus a fresh head (§2)."""
+    """The run's starting point: a source's backbone plus a fresh head.
+
+    docs/protocol.md#model
+    """
     rngs = nnx.Rngs(jax.random.fold_in(jax.random.key(config.seed), spec.fold))
     make = models.get(config.model.name)
     dropout = 0.0 if spec.source == "random" else config.model.head_dropout
@@ -291,7 +298,10 @@ def build_model(config: ConfigDict, spec: RunSpec, outputs: int) -> resnet.ResNe
 
 
 def stages(config: ConfigDict, spec: RunSpec) -> list[engine.Stage]:
-    """freezeTrue: head-only stage then fine-tuning; otherwise fine-tuning (§4)."""
+    """freezeTrue: head-only stage then fine-tuning; otherwise fine-tuning.
+
+    docs/protocol.md#fine-tuning
+    """
     t = config.train
     finetune = engine.Stage(
         "finetune",
@@ -509,7 +519,7 @@ def finish_run(
         "freeze": f"freeze{spec.freeze}",
         "fold": f"fold{spec.fold}",
         "AUC": aucs[definition],
-        "AUC_definition": definition,  # which of `auc` (Q5)
+        "AUC_definition": definition,  # which of `auc` (docs/protocol.md#auc)
         "auc": aucs,
         "test/loss": test["loss"],
         "test/accuracy": test["accuracy"],
@@ -537,7 +547,8 @@ def finish_run(
     return result
 
 
-# config.eval.auc: a key of metrics.auc_scores, or v1's choice per target (Q5).
+# config.eval.auc: a key of metrics.auc_scores, or v1's choice per target
+# (docs/protocol.md#auc).
 AUC_CHOICES = ("keras_micro", "micro", "macro", "weighted", "binary", "v1_sklearn")
 
 
@@ -548,7 +559,10 @@ def check_auc_choice(choice: str) -> None:
 
 
 def auc_key(config: ConfigDict, num_classes: int) -> str:
-    """Which AUC fills the AUC column (Q5); a clear error if it does not fit."""
+    """Which AUC fills the AUC column; a clear error if it does not fit.
+
+    docs/protocol.md#auc
+    """
     choice = config.eval.auc
     check_auc_choice(choice)
     if choice == "binary" and num_classes != 2:

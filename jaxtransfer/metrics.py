@@ -1,4 +1,6 @@
-"""Losses, accuracy and the study's three AUC definitions (PROTOCOL.md §4, Q4, Q5).
+"""Losses, accuracy and the study's three AUC definitions.
+
+docs/protocol.md#binary-loss and docs/protocol.md#auc say which the study used.
 
 Losses are pure jnp functions of logits, returning one value per example, so steps
 can mask padding and average exactly. AUCs are computed on the host at evaluation
@@ -27,7 +29,10 @@ def softmax_cross_entropy(logits: jax.Array, onehot: jax.Array) -> jax.Array:
 
 
 def sigmoid_bce_on_softmax_logits(logits: jax.Array, onehot: jax.Array) -> jax.Array:
-    """What TF-Keras computes for BinaryCrossentropy on a 2-unit softmax head (Q4).
+    """What TF-Keras computes for BinaryCrossentropy on a 2-unit softmax head.
+
+    docs/protocol.md#binary-loss
+
 
     Keras reads the logits cached on the softmax output and applies sigmoid BCE to
     each pre-softmax logit against the one-hot label, averaged over the columns.

@@ -1,4 +1,6 @@
-"""Pools analysed per-target workdirs into the paper's all-target tables (§9, §10).
+"""Pools analysed per-target workdirs into the paper's all-target tables.
+
+docs/protocol.md#result-files
 
 Usage:
   python -m jaxtransfer.pool --workdir OUT [--reference DIR] RUN [RUN ...]
@@ -13,7 +15,7 @@ file atomically, in the paper's schemas:
 - simVSaucImNet.csv, simVSaucRadNet.csv and CCA_<target>.csv of every target, so
   that the pooled workdir is itself a reference directory (`--reference`);
 - gain_stats.csv: the CCA vs AUC gain regression (OLS slope, intercept, Pearson r,
-  p, n per source and layer) over the points of all targets, as the paper's §9;
+  p, n per source and layer) over the points of all targets, as the paper's figure;
 - cca_vs_auc_gain.png/.pdf (the paper's 2x5 figure: points coloured by target, one
   pooled OLS line with its 95% band per panel), auc and similarity figures;
 - report.md (with --reference: the paper's pooled numbers, recomputed from its
@@ -34,9 +36,10 @@ from pathlib import Path
 from jaxtransfer import files
 from jaxtransfer.analysis import figures, report, similarity, tables
 
-# Config fields every pooled target must share: the protocol (splits, early
-# stopping), the network, the AUC definition (Q5) and the loss, BatchNorm and
-# head-stage weight choices (Q4, Q3, Q13) and augmentation convention behind the AUCs.
+# Config fields every pooled target must share: the protocol (splits, early stopping),
+# the network, the AUC definition (docs/protocol.md#auc) and the loss, BatchNorm and
+# head-stage weight choices (docs/protocol.md#fine-tuning) and augmentation convention
+# behind the AUCs.
 MUST_MATCH = (
     "protocol",
     "model.name",

@@ -16,8 +16,8 @@ needs_paper_results = pytest.mark.skipif(
     "AUC_mean.csv, CCA_<target>.csv, similarity.csv, simVSaucImNet.csv and "
     "simVSaucRadNet.csv from github.com/DovileDo/revisiting-transfer there",
 )
-# PROTOCOL.md §9: OLS slope / Pearson r per layer conv1..block4, pooled over the
-# paper's 7 targets x 5 folds.
+# The paper's CCA vs AUC gain (docs/protocol.md#cca-vs-auc-gain): OLS slope / Pearson r
+# per layer conv1..block4, pooled over the paper's 7 targets x 5 folds.
 PAPER_GAIN = {
     "ImageNet": [(-1.15, -0.16), (-0.15, -0.03), (-0.22, -0.07), (-0.21, -0.10),
                  (-0.24, -0.13)],

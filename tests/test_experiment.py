@@ -288,7 +288,8 @@ def test_head_stage_keeps_its_last_weights_as_the_reference_unless_told_otherwis
     config = default.for_target("knee")
     spec = experiment.RunSpec("ImageNet", True, 1)
     head, finetune = experiment.stages(config, spec)
-    assert not head.keep_best and finetune.keep_best  # Q13, and ModelCheckpoint
+    # docs/protocol.md#head-stage, and ModelCheckpoint
+    assert not head.keep_best and finetune.keep_best
     config.train.head_keep_best = True
     assert experiment.stages(config, spec)[0].keep_best
 
@@ -303,7 +304,7 @@ def test_cca_stimuli_at_the_papers_size_are_checked_before_any_compute(tmp_path)
     with pytest.raises(FileNotFoundError) as error:
         experiment.run(config, tmp_path / "run")
     message = str(error.value)
-    for size, use in ((112, "training"), (224, "CCA stimuli (Q6)")):
+    for size, use in ((112, "training"), (224, "CCA stimuli")):
         assert f"size{size}/1.0.0 ({use})" in message
         assert f"--data_dir {tmp_path / 'prepared'} --size {size}\n" in message + "\n"
     config.analysis.enabled = False

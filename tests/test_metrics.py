@@ -32,7 +32,8 @@ def test_auc_scores_binary_and_multiclass():
     labels, probs = _probs(np.random.default_rng(0), 400, 2, 1.0)
     scores = metrics.auc_scores(labels, probs)
     assert scores["binary"] == pytest.approx(roc_auc_score(labels, probs[:, 1]))
-    # Micro over two complementary columns differs from the binary AUC (Q5).
+    # Micro over two complementary columns differs from the binary AUC
+    # (docs/protocol.md#auc).
     assert abs(scores["micro"] - scores["binary"]) > 1e-4
 
     labels, probs = _probs(np.random.default_rng(1), 400, 4, 1.0)

@@ -1,4 +1,5 @@
-"""Pooling analysed targets: the paper's §9 numbers from its own per-target tables.
+"""Pooling analysed targets: the paper's pooled CCA vs AUC gain from its own
+per-target tables.
 
 Each target workdir is built from the paper's result CSVs (its rows of AUC.csv,
 similarity.csv, simVSauc*.csv and its CCA_<target>.csv, with the v1 config), laid

@@ -6,7 +6,7 @@ their channel counts may differ. The kernels are pure `jax.numpy` with static sh
 so they can be jitted, vmapped and run over a whole stack of comparisons in one call.
 
 `mean_cca` reproduces mean(`cca_coef1`) of Google svcca's
-`cca_core.get_cca_similarity` (PROTOCOL.md section 7), the number the paper reports.
+`cca_core.get_cca_similarity` (docs/protocol.md#cca), the number the paper reports.
 Where svcca crops dead or constant channels out of its matrices, the kernels keep
 static shapes and mask instead: a dropped channel's rows and columns are zeroed and
 its diagonal entry set to 1, which decouples it from everything else, and only the

@@ -184,7 +184,8 @@ def gain_scatter(
 ):
     """CCA(fine-tuned, init) against relative AUC gain: rows sources, columns layers.
 
-    The paper's figure (PROTOCOL.md §9): points coloured by target, one OLS line
+    The paper's figure (docs/protocol.md#cca-vs-auc-gain): points coloured by target,
+    one OLS line
     over all points of a panel with its 95% confidence band.
 
     Args:

@@ -1,4 +1,6 @@
-"""The study's 14 model pairs and their layer-wise CCA for one fold (PROTOCOL.md §7).
+"""The study's 14 model pairs and their layer-wise CCA for one fold.
+
+docs/protocol.md#cca
 
 Networks of a fold (8): the two pretrained initialisations ``ImageNet`` and
 ``RadImageNet``, two independent fresh random initialisations (``random`` and

@@ -156,7 +156,7 @@ def _similarity_lines(targets: Sequence[str], rows: Sequence[dict], ref: dict):
 def _gain_lines(
     title: str, text: str, columns: Sequence[tuple[str, dict[str, dict[str, dict]]]]
 ) -> list[str]:
-    """The §9 regressions as a table: one column per (label, per-source stats)."""
+    """The CCA vs AUC gain regressions as a table, one column per label and source."""
     lines = [title, "", text, ""]
     sources = list(dict.fromkeys(s for _, stats in columns for s in stats))
     header = [
@@ -246,7 +246,7 @@ def render(
         "only (per target)",
         "OLS slope, Pearson r and its two-sided p per layer over this target's folds "
         "only (n = folds); the paper column is the paper's regression over the same "
-        "target's folds. The paper's §9 numbers pool 7 targets x 5 folds (n = 35) "
+        "target's folds. The paper's pooled numbers take 7 targets x 5 folds (n = 35) "
         "and are not comparable with one target's: analyse several targets, then "
         f"pool them with `{POOL_COMMAND}` (its report puts the paper's pooled "
         "numbers beside the pooled run's).",
@@ -291,7 +291,7 @@ def render_pooled(
     reference: dict | None = None,
     figures: Sequence[str] = (),
 ) -> str:
-    """The markdown report of several targets pooled (PROTOCOL.md §9).
+    """The markdown report of several targets pooled (docs/protocol.md#cca-vs-auc-gain).
 
     Args:
       workdir: the pooled workdir (for the title).
@@ -328,7 +328,7 @@ def render_pooled(
     lines += _gain_lines(
         "## CCA(fine-tuned, init) vs relative AUC gain over random init, pooled",
         "OLS slope, Pearson r and its two-sided p per layer, pooled over every fold "
-        "of every target (PROTOCOL.md §9; the paper: 7 targets x 5 folds, n = 35).",
+        "of every target (the paper: 7 targets x 5 folds, n = 35).",
         columns,
     )
     lines += _figure_lines(figures)

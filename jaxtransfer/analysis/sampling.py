@@ -1,4 +1,4 @@
-"""The paper's datapoint and channel sampling for CCA (PROTOCOL.md section 7).
+"""The paper's datapoint and channel sampling for CCA (docs/protocol.md#cca).
 
 For every tap, a repetition uses n_img = round(p / (h w)) stimulus images (capped by
 the number of stimuli), turns every spatial position of every image into one
@@ -32,7 +32,7 @@ PAPER_DATAPOINTS = 10_000
 PAPER_CHANNELS = 64
 PAPER_REPETITIONS = 5
 PAPER_EPSILON = 1e-12
-# Result columns of CCA_<target>.csv, in network order (PROTOCOL.md section 3).
+# Result columns of CCA_<target>.csv, in network order (docs/protocol.md#cca-taps).
 LAYER_NAMES = ("conv1", "block1", "block2", "block3", "block4")
 
 

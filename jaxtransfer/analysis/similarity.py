@@ -1,4 +1,4 @@
-"""Prediction similarity (PROTOCOL.md §8) and CCA vs AUC gain (§9): pure functions.
+"""Prediction similarity and CCA vs AUC gain, as pure functions (docs/protocol.md).
 
 Prediction similarity compares two fine-tuned models on the same images: the share of
 images on which both are right or both are wrong (error agreement), against what two

@@ -1,5 +1,5 @@
-"""The paper's result tables (PROTOCOL.md §10): headers, CSV text, derived tables,
-and the paper's numbers for a report.
+"""The paper's result tables (docs/protocol.md#result-files): headers, CSV text,
+derived tables, and the paper's numbers for a report.
 
 No jax here: the analysis of one target (`jaxtransfer.analyze`) and the pooling of
 several (`jaxtransfer.pool`) read and write the same files with these functions.
@@ -86,7 +86,7 @@ def jsonable(value):
 def read_reference(
     directory: str | os.PathLike, targets: Sequence[str] | None = None
 ) -> dict:
-    """The paper's tables for a report, with its §9 regression recomputed.
+    """The paper's tables for a report, with its CCA vs AUC gain regression recomputed.
 
     Args:
       directory: the paper's result CSVs (AUC.csv, AUC_mean.csv, similarity.csv,
@@ -97,7 +97,8 @@ def read_reference(
       ``directory``; ``auc_mean`` and ``similarity`` rows; ``cca``: the rows of
       CCA_<t>.csv for each t in ``targets`` (where present); ``gain_stats``: per
       source, `similarity.gain_regression` over the paper's points of ``targets``;
-      ``gain_stats_all``: the same over all its points (PROTOCOL.md §9, n = 35);
+      ``gain_stats_all``: the same over all its points
+      (docs/protocol.md#cca-vs-auc-gain, n = 35);
       ``targets``: the targets among its points.
     """
     directory = Path(directory)

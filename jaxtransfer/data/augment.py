@@ -1,6 +1,7 @@
 """On-device training augmentation equal to the study's Keras ``ImageDataGenerator``.
 
-The study (PROTOCOL.md §2, step 2) trains with ``ImageDataGenerator(rotation_range=10,
+The study (docs/protocol.md#augmentation) trains with
+``ImageDataGenerator(rotation_range=10,
 width_shift_range=0.1, height_shift_range=0.1, shear_range=0.1, zoom_range=0.1,
 fill_mode='nearest', horizontal_flip=True)`` (no flip for chest), applied to float
 0..255 RGB pixels before the 'caffe' preprocessing. This module reproduces it as pure
@@ -49,7 +50,8 @@ import jax.numpy as jnp
 from jaxtransfer.data import preprocess
 
 CONVENTIONS = ("keras_preprocessing", "keras3")
-# Targets trained without the horizontal flip (PROTOCOL.md §2: chest X-rays).
+# Targets trained without the horizontal flip (docs/protocol.md#augmentation: chest
+# X-rays).
 NO_FLIP_TARGETS = frozenset({"chest"})
 
 

@@ -20,7 +20,7 @@ import `tensorflow` (checked by a test). Only `as_dataset` (tf.data) needs TF.
 **Split layout.** tfds reserves the split name `all` (the union of every split), so
 each example is stored exactly once, in the held-out part of its fold:
 `fold{k}_val` and `fold{k}_test` for k = 1..5 (the held-out parts of the paper's
-folds partition the data, PROTOCOL.md §5). Then `all` is the whole dataset and
+folds partition the data, docs/protocol.md#targets). Then `all` is the whole dataset and
 `fold{k}_train` is the union of the other folds' held-out parts, a tfds split
 expression (`split_expression`): `builder.as_data_source(split_expression(
 'fold1_train'))` works on a plain `tfds.builder_from_directory` builder and the
@@ -57,7 +57,7 @@ from etils import epath
 from jaxtransfer.data import byo, decode, sources, splits
 
 SIZES = (32, 96, 112, 224, 256)
-# The CCA image size per target (PROTOCOL.md §7): the default prepare size.
+# The CCA image size per target (docs/protocol.md#cca): the default prepare size.
 DEFAULT_SIZES = {
     "pcam_small": 96,
     "pcam_middle": 96,
@@ -283,8 +283,9 @@ class TargetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             if sample_size >= 0:
                 kwargs["sample_size"] = sample_size or None
             elif self.builder_config.paper_folds:
-                # The paper sampled an os.listdir order no one can reproduce (Q9):
-                # read every patch and let its fold CSVs choose.
+                # The paper sampled an os.listdir order no one can reproduce
+                # (docs/protocol.md#pcam-small): read every patch and let its fold CSVs
+                # choose.
                 kwargs["sample_size"] = None
         return sources.read_target(self.TARGET, data_root, **kwargs)
 

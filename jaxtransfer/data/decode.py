@@ -1,4 +1,4 @@
-"""Image decoding exactly as the paper's Keras loader (PROTOCOL.md §2, step 1).
+"""Image decoding exactly as the paper's Keras loader (docs/protocol.md#preprocessing).
 
 Keras `load_img(path, target_size=(h, w))` (the default of `flow_from_dataframe`):
 PIL opens the file, converts it to RGB when its mode is not RGB (greyscale is

@@ -1,7 +1,8 @@
 """Pixel preprocessing of the pretrained sources, applied to 0..255 RGB images.
 
 ``caffe`` is Keras ``imagenet_utils.preprocess_input``'s default mode, used by the
-study for ImageNet, RadImageNet and random init alike (PROTOCOL.md §2): RGB -> BGR,
+study for ImageNet, RadImageNet and random init alike (docs/protocol.md#preprocessing):
+RGB -> BGR,
 subtract the BGR means, no scaling. ``torch`` is torchvision's: scale to [0, 1],
 subtract the RGB means and divide by the RGB standard deviations.
 """

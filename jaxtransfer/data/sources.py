@@ -1,9 +1,9 @@
-"""Readers for the targets' raw downloads, in the layouts of PROTOCOL.md §5.
+"""Readers for the targets' raw downloads, in the layouts of docs/protocol.md#targets.
 
 Every reader takes the *data root* (the folder that holds `chest_xray/`, `breast/`,
 `ISIC2018/`, ...; the paper's fold CSVs call it `../../../data/`) and returns a list of
 `Example` records. The labelling rules are the reference importers' rules, quirks
-included (PROTOCOL.md §5 and Q9, Q10). Where the reference listed a folder with
+included (docs/protocol.md#targets). Where the reference listed a folder with
 `os.listdir` (whose order depends on the file system), the listing is **sorted** here,
 so the example order is reproducible; otherwise the order is the reference importer's
 (for example chest: class folder, then train/val/test, then file). Class indices follow
@@ -46,7 +46,8 @@ CLASS_NAMES = {
     "pcam-middle": PCAM_CLASSES,
 }
 TARGETS = tuple(CLASS_NAMES)
-# Targets split by patient (GroupKFold); the others are split by class (PROTOCOL §6).
+# Targets split by patient (GroupKFold); the others are split by class
+# (docs/protocol.md#folds).
 GROUPED_TARGETS = frozenset({"chest", "thyroid", "mammograms", "knee"})
 
 # Where each target lives under the data root.
@@ -67,8 +68,9 @@ THYROID_DIR = "thyroid"
 THYROID_TIRADS_ROW = 7
 THYROID_MALIGNANT_FROM = 4
 KNEE_DIR = "knee"
-# Image sub-folder -> the MRNet label CSVs that label it, in concatenation order.
-# The meniscus folder's validation labels come from valid-abnormal.csv (sic, Q10).
+# Image sub-folder -> the MRNet label CSVs that label it, in concatenation order. The
+# meniscus folder's validation labels come from valid-abnormal.csv (sic;
+# docs/protocol.md#label-parsing).
 KNEE_LABEL_FILES = {
     "acl": ("train-acl.csv", "valid-acl.csv"),
     "meniscus": ("train-meniscus.csv", "valid-abnormal.csv"),
@@ -283,8 +285,9 @@ def chest_patient_id(file_name: str) -> str:
 
     Leading characters in {I,M,N,O,R,A,L,2} are stripped, then leading characters in
     {-,I,M}; '_' becomes '-' and the text before the first '-' is the id. This
-    merges `NORMAL2-IM-0686-0001` with `IM-0686-0001` (both `0686`, Q10) and gives
-    `person1000` for `person1000_bacteria_2931`.
+    merges `NORMAL2-IM-0686-0001` with `IM-0686-0001` (both `0686`,
+    docs/protocol.md#label-parsing) and gives `person1000` for
+    `person1000_bacteria_2931`.
     """
     # Character-set stripping is the point here (it is the reference's rule).
     stripped = file_name.lstrip("IMNORMAL2").lstrip("-IM")  # noqa: B005
@@ -547,8 +550,9 @@ def read_mammograms(
     """CBIS-DDSM: one example per abnormality row of the four case CSVs, in order.
 
     BENIGN_WITHOUT_CALLBACK counts as BENIGN; group = patient_id. Several rows can
-    share one image (and 17 real images carry conflicting labels, Q10); each keeps
-    its row index within its CSV in `table_row`.
+    share one image (and 17 real images carry conflicting labels:
+    docs/protocol.md#label-parsing); each keeps its row index within its CSV in
+    `table_row`.
 
     Args:
         data_root: the data root.
@@ -646,7 +650,8 @@ def read_pcam_png(
     The label is the character before '.png' (1 -> yes, 0 -> no). The sample is
     drawn from the **sorted** listing: the reference sampled `os.listdir` order,
     which no one can reproduce, so the same seed picks other files than in the
-    paper (Q9). pcam-small: n=10000, random_state=22; pcam-middle: 100000, 2.
+    paper (docs/protocol.md#pcam-small). pcam-small: n=10000, random_state=22;
+    pcam-middle: 100000, 2.
     """
     folder = Path(data_root) / PCAM_PNG_DIR
     names = _list_files(folder, [".png"], PCAM_PNG_LAYOUT)
@@ -695,10 +700,11 @@ def read_pcam_h5(
 
     With `emulate_png_folder`, the patches are first named as pcam_converter.py
     named them (`<i>_label=<y>.png`, i restarting per split, later splits
-    overwriting earlier ones with the same name: Q9), then sampled from the sorted
-    names exactly as `read_pcam_png` does. So both readers pick the same patches
-    from the same data, and `paper_path` names the PNG. Without it every patch of
-    the three splits is kept, in split order, before sampling.
+    overwriting earlier ones with the same name: docs/protocol.md#pcam-small), then
+    sampled from the sorted names exactly as `read_pcam_png` does. So both readers
+    pick the same patches from the same data, and `paper_path` names the PNG.
+    Without it every patch of the three splits is kept, in split order, before
+    sampling.
     """
     root = Path(data_root)
     entries: dict[str, tuple[str, int, int]] = {}  # key -> (split, index, label)

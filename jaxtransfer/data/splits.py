@@ -1,4 +1,6 @@
-"""The paper's cross-validation folds (PROTOCOL.md §6) and an importer of its fold CSVs.
+"""The paper's cross-validation folds and an importer of its fold CSVs.
+
+docs/protocol.md#folds
 
 Folds are index arrays into a target's example list (`sources.read_target`). Grouped
 targets (chest, thyroid, mammograms, knee) are split by patient: outer
@@ -273,7 +275,7 @@ def remap_paper_path(paper_path: str, data_root: str | os.PathLike) -> Path:
 
 
 def read_paper_fold_csv(csv_file: str | os.PathLike) -> list[PaperFoldRow]:
-    """Rows of one paper fold CSV, whatever its target's columns (PROTOCOL §5).
+    """Rows of one paper fold CSV, whatever its target's columns.
 
     breast, isic, pcam-small: `,path,class`; chest: `,path,class,pid`; thyroid and
     mammograms: `,pid,path,class`; knee: `,0,1_x,2,...,7,pid,1_y,class,path`.

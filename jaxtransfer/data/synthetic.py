@@ -1,7 +1,8 @@
 """Small synthetic raw downloads in each target's real layout, for tests and demos.
 
 Each `write_<target>(data_root, spec=None, ...)` writes the files a user would have
-after downloading that target (PROTOCOL.md §5): the same folders, file names, label
+after downloading that target (docs/protocol.md#targets): the same folders, file names,
+label
 CSVs, XML and HDF5 files, quirks included (chest `NORMAL2-IM-x` next to `IM-x` and
 `.DS_Store` litter, BUSI `_mask` files and `normal (n).png`, DDTI XML with and without
 TI-RADS, MRNet's `valid-abnormal.csv`, CBIS-DDSM's `BENIGN_WITHOUT_CALLBACK` and
@@ -183,7 +184,9 @@ def default_chest_files(num_patients: int = 24) -> list[ChestFile]:
         if n % 2 == 0:
             pid = f"{686 + n:04d}"
             files.append(ChestFile(split, "NORMAL", f"IM-{pid}-0001.jpeg", pid))
-            if n % 4 == 0:  # the same patient under the NORMAL2- prefix (Q10)
+            # the same patient under the NORMAL2- prefix
+            # (docs/protocol.md#label-parsing)
+            if n % 4 == 0:
                 files.append(
                     ChestFile(split, "NORMAL", f"NORMAL2-IM-{pid}-0001.jpeg", pid)
                 )
@@ -600,7 +603,7 @@ def default_mammogram_rows(num_patients: int = 24) -> list[MammogramRow]:
             rows.append(MammogramRow(csv_name, patient_id, "RIGHT", view, pathology))
         if n % 5 == 0:  # a second abnormality on the same image
             rows.append(MammogramRow(csv_name, patient_id, "RIGHT", "CC", pathology))
-        if n == 7:  # conflicting labels on one image (Q10)
+        if n == 7:  # conflicting labels on one image (docs/protocol.md#label-parsing)
             rows.append(MammogramRow(csv_name, patient_id, "RIGHT", "CC", "MALIGNANT"))
     return rows
 
@@ -738,7 +741,8 @@ def write_pcam_png(
 
     The same patches as `write_pcam_h5` with the same labels and seed. i restarts in
     every split and the splits go into one folder in train, valid, test order, so a
-    later patch overwrites an earlier one with the same index and label (Q9). The
+    later patch overwrites an earlier one with the same index and label
+    (docs/protocol.md#pcam-small). The
     returned list holds the surviving files.
     """
     from PIL import Image

@@ -3,7 +3,7 @@
 Two layouts share one module:
 
 - ``keras`` (ResNet v1): the stride sits on the first 1x1 conv of a stage, every conv
-  has a bias, BatchNorm epsilon is 1.001e-5 (PROTOCOL.md §2).
+  has a bias, BatchNorm epsilon is 1.001e-5 (docs/protocol.md#model).
 - ``torchvision`` (ResNet "v1.5"): the stride sits on the 3x3 conv, convs have no
   bias, BatchNorm epsilon is 1e-5.
 

@@ -42,7 +42,8 @@ def workdir(tmp_path_factory, demo_sources):
     config.grid.folds = (1,)
     config.train.num_epochs = 1
     config.train.head_num_epochs = 1
-    config.analysis.image_size = 48  # CCA stimuli at another size than training (Q6)
+    # CCA stimuli at another size than training (docs/protocol.md#image-sizes)
+    config.analysis.image_size = 48
     config.seed = 7  # the analysis CLI takes it from config.json
     experiment.run(config, tmp / "run")
     return tmp / "run"
@@ -132,7 +133,7 @@ def test_cli_writes_paper_schemas_and_a_side_by_side_report(workdir):
     )
     assert paper_line.split(" | ")[3] == expected
     assert "| breast-ImageNet-freezeFalse | ImageNet | this run |" in report_text
-    # Prediction similarity and the §9 regression, paper beside run.
+    # Prediction similarity and the CCA vs AUC gain regression, paper beside run.
     paper_sim = [
         float(r["value"])
         for r in _rows(PAPER_RESULTS / "similarity.csv")

@@ -9,7 +9,7 @@ from jaxtransfer.analysis import sampling
 from jaxtransfer.data import preprocess
 from jaxtransfer.models import resnet
 
-# PROTOCOL.md section 7: n_img per tap (conv1, block1..block4).
+# The paper's sampling (docs/protocol.md#cca): n_img per tap (conv1, block1..block4).
 PAPER_NUM_IMAGES = {
     96: (4, 17, 69, 278, 1111),
     112: (3, 13, 51, 204, 625),

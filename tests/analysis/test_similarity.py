@@ -1,4 +1,5 @@
-"""Prediction similarity by hand; §8 and §9 recomputed from the paper's own CSVs."""
+"""Prediction similarity by hand; the paper's similarity and CCA vs AUC gain
+recomputed from its own CSVs (docs/protocol.md#prediction-similarity)."""
 
 import csv
 
@@ -105,7 +106,7 @@ def test_cca_vs_auc_gain_reproduces_the_paper_from_its_own_tables(source, file):
 @needs_paper_results
 @pytest.mark.parametrize("target,size", [("breast", 156), ("thyroid", 96)])
 def test_paper_baseline_is_reproduced_from_an_accuracy_of_k_over_n(target, size):
-    # §8: every 'rand' value is a^2 + (1 - a)^2 with a = k / N the ImageNet model's
+    # Every 'rand' value is a^2 + (1 - a)^2 with a = k / N the ImageNet model's
     # accuracy on the v1 held-out fold (N = 156 for breast, 96 for thyroid).
     rows = [r for r in _read("similarity.csv") if r["target"] == target]
     assert len(rows) == 20

@@ -34,8 +34,8 @@ def prepared(tmp_path_factory):
 def _expected(name, written):
     """(path, class, group) per example as the synthetic writer meant them."""
     if name == "pcam_middle":
-        # The HDF5 patches are named as the converter named them; a later split's
-        # patch with the same name replaces an earlier one (Q9).
+        # The HDF5 patches are named as the converter named them; a later split's patch
+        # with the same name replaces an earlier one (docs/protocol.md#pcam-small).
         by_name = {}
         for w in written:
             label = sources.PCAM_CLASSES.index(w.class_name)

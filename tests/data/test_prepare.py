@@ -295,9 +295,9 @@ def test_paper_folds_are_used_as_given(tmp_path):
 
 
 def test_pcam_paper_folds_choose_their_patches_among_all(tmp_path):
-    # The paper drew pcam-small from an os.listdir order no one can reproduce (Q9),
-    # so a seeded sample of the sorted names holds other patches: with the paper's
-    # fold CSVs, every patch is read and the CSVs choose.
+    # The paper drew pcam-small from an os.listdir order no one can reproduce
+    # (docs/protocol.md#pcam-small), so a seeded sample of the sorted names holds other
+    # patches: with the paper's fold CSVs, every patch is read and the CSVs choose.
     raw = tmp_path / "raw"
     rng = np.random.default_rng(5)
     labels = {

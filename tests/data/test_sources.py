@@ -254,7 +254,8 @@ def test_pcam_h5_and_png_give_the_same_sample_and_pixels(tmp_path):
             sources.load_image(tmp_path, h5_example),
             sources.load_image(tmp_path, png_example),
         )
-    # 0_label=0.png holds valid patch 0, which overwrote train patch 0 (Q9)
+    # 0_label=0.png holds valid patch 0, which overwrote train patch 0
+    # (docs/protocol.md#pcam-small)
     zero = next(e for e in sources.read_pcam_h5(tmp_path, None) if e.h5_index == 0)
     assert zero.path.endswith("split_valid_x.h5")
     assert zero.paper_path == "PCam/png_images/0_label=0.png"

@@ -129,7 +129,7 @@ def test_check_folds_catches_unstratified_folds():
 # ---------------------------------------------------------------------------
 # The paper's fold CSVs
 
-# PROTOCOL §5: rows per fold (train, val, test), folds 1..5.
+# The paper's fold files: rows per fold (train, val, test), folds 1..5.
 PAPER_ROWS = {
     "breast": [(624, 31, 125)] * 5,
     "chest": [(4684, 293, 879)] + [(4685, 292, 879)] * 4,
@@ -139,7 +139,8 @@ PAPER_ROWS = {
     "pcam-small": [(8000, 400, 1600)] * 5,
     "thyroid": [(384, 24, 72)] * 5,
 }
-# PROTOCOL §5: fold-1 class counts of train ; val ; test, in sorted class order.
+# The paper's fold files: fold-1 class counts of train ; val ; test, in sorted class
+# order.
 PAPER_FOLD1_CLASSES = {
     "breast": [(456, 168), (23, 8), (91, 34)],
     "chest": [(1248, 3436), (90, 203), (245, 634)],
