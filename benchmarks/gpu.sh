@@ -104,7 +104,7 @@ run pointwise_conv_224 150 python3 $tt --sizes 224 --batch 128 --dtypes bfloat16
   --members 1 --iters 10 --impls jaxtransfer --pointwise-as-conv --output /tmp/tt8.json
 run memory_25 120 python3 $tt --memory-only --sizes 112 --batch 128 \
   --dtypes bfloat16 --members 25 --output /tmp/tt2.json
-# --remat adds XLA_FLAGS=--xla_gpu_enable_triton_gemm=false (jaxtransfer/xla_flags.py).
+# --remat adds XLA_FLAGS=--xla_gpu_enable_triton_gemm=false (jaxtransfer/runtime/xla_flags.py).
 run memory_25_remat 120 python3 $tt --memory-only --sizes 112 --batch 128 \
   --dtypes bfloat16 --members 25 --remat --output /tmp/tt3.json
 run train_fp32_112 150 python3 $tt --sizes 112 --batch 128 --dtypes float32 \

@@ -30,7 +30,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import train_throughput  # noqa: E402  (beside this script)
 
-from jaxtransfer import host  # noqa: E402
+from jaxtransfer.runtime import host  # noqa: E402
 
 _SHAPE = r"\w+\[[\d,]*\]"
 

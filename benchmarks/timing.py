@@ -53,6 +53,6 @@ def reuse_freed_memory() -> dict:
     the run shares it (it is process-wide), so comparisons stay like for like;
     ``JAXTRANSFER_DEFAULT_MALLOC=1`` measures glibc's defaults instead.
     """
-    from jaxtransfer import host
+    from jaxtransfer.runtime import host
 
     return {"host_malloc": "reuse" if host.reuse_freed_memory() else "default"}

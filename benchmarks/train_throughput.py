@@ -69,9 +69,10 @@ from flax import nnx  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import timing  # noqa: E402  (benchmarks/timing.py, beside this script)
 
-from jaxtransfer import models, xla_flags  # noqa: E402
+from jaxtransfer import models  # noqa: E402
 from jaxtransfer.data import augment  # noqa: E402
 from jaxtransfer.models import batch_norm, resnet  # noqa: E402
+from jaxtransfer.runtime import xla_flags  # noqa: E402
 from jaxtransfer.training import engine, steps  # noqa: E402
 from jaxtransfer.training import mesh as mesh_lib  # noqa: E402
 
@@ -448,7 +449,9 @@ def main(argv=None) -> list[dict]:
         parser.error(f"--impls: unknown {sorted(unknown)}; choose from {IMPLS}")
 
     malloc = timing.reuse_freed_memory()
-    if args.remat:  # before jax starts its backend; see jaxtransfer/xla_flags.py
+    if (
+        args.remat
+    ):  # before jax starts its backend; see jaxtransfer/runtime/xla_flags.py
         xla_flags.add(xla_flags.GPU_REMAT)
     device = jax.devices()[0]
     if args.sync is None:

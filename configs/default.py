@@ -125,7 +125,7 @@ def get_config(arg: str | None = None) -> ConfigDict:
     config.log = ConfigDict()
     config.log.progress = True
 
-    # glibc malloc keeps freed memory for reuse (jaxtransfer.host): on XLA:CPU a
+    # glibc malloc keeps freed memory for reuse (jaxtransfer.runtime.host): on XLA:CPU a
     # ResNet50 step stops page-faulting its buffers (17.9 -> 20.5 images/s);
     # small, compile-bound runs get slower (the demo: +54%), so it sets False.
     config.host = ConfigDict()

@@ -17,8 +17,8 @@ import sys
 import numpy as np
 
 from converters import keras_layout
-from jaxtransfer import files
 from jaxtransfer.models import pretrained, resnet
+from jaxtransfer.runtime import files
 
 
 def keras_weights(

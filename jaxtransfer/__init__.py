@@ -1,6 +1,6 @@
 """jaxtransfer: ImageNet vs RadImageNet transfer to medical imaging, in JAX."""
 
-from jaxtransfer import xla_flags
+from jaxtransfer.runtime import xla_flags
 
 __version__ = "0.1.0"
 

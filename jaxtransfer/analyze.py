@@ -42,7 +42,7 @@ import numpy as np
 from flax import nnx
 from ml_collections import ConfigDict
 
-from jaxtransfer import experiment, files, host, models
+from jaxtransfer import experiment, models
 from jaxtransfer.analysis import (
     figures,
     pairs,
@@ -54,6 +54,7 @@ from jaxtransfer.analysis import (
 from jaxtransfer.analysis.cca import DECOMPOSITION_CHOICES, resolve_decomposition
 from jaxtransfer.data import loader
 from jaxtransfer.models import pretrained, resnet
+from jaxtransfer.runtime import files, host
 
 log = logging.getLogger(__name__)
 

@@ -32,11 +32,12 @@ import tensorboardX
 from flax import nnx
 from ml_collections import ConfigDict
 
-from jaxtransfer import files, metrics, models, pretraining, sharding
+from jaxtransfer import models, pretraining
 from jaxtransfer.analysis import cca
 from jaxtransfer.data import augment, builders, loader, prepare, splits, synthetic
 from jaxtransfer.models import pretrained, resnet
-from jaxtransfer.training import engine, steps
+from jaxtransfer.runtime import files, processes
+from jaxtransfer.training import engine, metrics, steps
 
 SOURCES = ("ImageNet", "RadImageNet", "random")
 CATEGORICAL_TARGETS = ("isic", "knee")
@@ -152,7 +153,7 @@ def ensure_inputs(config: ConfigDict) -> Path:
             continue
         path = Path(config.init[source])
         domain = config.init.synthetic_domains.get(source)
-        if domain and sharding.is_primary() and not pretrained.is_checkpoint(path):
+        if domain and processes.is_primary() and not pretrained.is_checkpoint(path):
             pretraining.make(synthetic_source(config, source), path)
         if not domain and not pretrained.is_checkpoint(path):
             problems.append(
@@ -164,7 +165,7 @@ def ensure_inputs(config: ConfigDict) -> Path:
     if config.analysis.enabled and cca_image_size(config) != config.data.size:
         # the CCA's stimuli (docs/protocol.md#image-sizes)
         sizes.append(cca_image_size(config))
-    if config.data.synthetic and sharding.is_primary():  # the others wait below
+    if config.data.synthetic and processes.is_primary():  # the others wait below
         raw = Path(config.data.manual_dir)
         if not raw.exists():
             synthetic.write_target(
@@ -189,7 +190,7 @@ def ensure_inputs(config: ConfigDict) -> Path:
                     ]
                 )
             )
-    sharding.sync_processes("synthetic inputs and sources written")
+    processes.sync_processes("synthetic inputs and sources written")
     unprepared = [
         size
         for size in sizes
@@ -349,7 +350,7 @@ class RunLog:
     def __init__(self, spec: RunSpec, run_dir: Path):
         self.spec, self.run_dir = spec, run_dir
         self.closed = False
-        self.writes = sharding.is_primary()  # every process trains; one writes
+        self.writes = processes.is_primary()  # every process trains; one writes
         self.records = 0
         if self.writes:
             self.jsonl = open(run_dir / "log.jsonl", "a")
@@ -534,7 +535,7 @@ def finish_run(
         head_activation="sigmoid" if outputs == 1 else "softmax",
     )
     pretrained.save(model, metadata, run_dir / "model", overwrite=True)
-    if sharding.is_primary():
+    if processes.is_primary():
         with files.atomic_file(run_dir / "test_predictions.npz") as partial:
             np.savez(
                 partial,
@@ -688,7 +689,7 @@ def run(config: ConfigDict, workdir: str | os.PathLike) -> dict:
     check_auc_choice(config.eval.auc)  # whether it fits the target: once data is read
     models.get(config.model.name)
     directory = ensure_inputs(config)
-    primary = sharding.is_primary()  # every process trains; process 0 writes
+    primary = processes.is_primary()  # every process trains; process 0 writes
     workdir.mkdir(parents=True, exist_ok=True)
     if primary:
         files.write_text(
@@ -723,7 +724,7 @@ def run(config: ConfigDict, workdir: str | os.PathLike) -> dict:
         from jaxtransfer import analyze  # local: analyze imports this module
 
         analyze.run(workdir)  # with the settings config.json records
-    sharding.sync_processes("grid and analysis written")
+    processes.sync_processes("grid and analysis written")
     return summary
 
 

@@ -24,9 +24,9 @@ import numpy as np
 from flax import nnx
 from tqdm import tqdm
 
-from jaxtransfer import files, host
 from jaxtransfer.data import preprocess
 from jaxtransfer.models import pretrained, resnet
+from jaxtransfer.runtime import files, host
 
 
 def make_forward(

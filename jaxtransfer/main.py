@@ -19,7 +19,8 @@ import jax
 from absl import app, flags
 from ml_collections import config_flags
 
-from jaxtransfer import experiment, host, sharding, xla_flags
+from jaxtransfer import experiment
+from jaxtransfer.runtime import host, processes, xla_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "where runs and results go")
@@ -44,7 +45,7 @@ def main(argv):
     for chatty in ("absl", "orbax"):  # orbax logs every save step at INFO
         logging.getLogger(chatty).setLevel(logging.WARNING)
     if _DISTRIBUTED.value or _COORDINATOR.value:
-        sharding.initialize_distributed(
+        processes.initialize_distributed(
             _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value
         )
     logging.info(

@@ -33,8 +33,8 @@ import os
 import sys
 from pathlib import Path
 
-from jaxtransfer import files
 from jaxtransfer.analysis import figures, report, similarity, tables
+from jaxtransfer.runtime import files
 
 # Config fields every pooled target must share: the protocol (splits, early stopping),
 # the network, the AUC definition (docs/protocol.md#auc) and the loss, BatchNorm and

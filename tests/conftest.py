@@ -12,7 +12,7 @@ import jax  # noqa: E402
 import pytest  # noqa: E402
 
 import jaxtransfer  # noqa: E402, F401  (sets the XLA flag that avoids a CPU deadlock)
-from jaxtransfer import xla_flags  # noqa: E402
+from jaxtransfer.runtime import xla_flags  # noqa: E402
 
 # The tests compile far more than they compute (tiny models, few steps): LLVM at -O0
 # compiles XLA:CPU programs faster. Numerics stay the same (no fast-math at either

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from configs import default, demo
-from jaxtransfer import experiment, files
+from jaxtransfer import experiment
+from jaxtransfer.runtime import files
 
 
 def _config(tmp_path, demo_sources):

@@ -9,7 +9,7 @@ _WORKLOAD = """
 import os
 import jaxtransfer
 import jax, jax.numpy as jnp
-assert jaxtransfer.xla_flags.CPU_NO_DEADLOCK in os.environ["XLA_FLAGS"].split()
+assert jaxtransfer.runtime.xla_flags.CPU_NO_DEADLOCK in os.environ["XLA_FLAGS"].split()
 
 @jax.jit
 def f(x):

@@ -17,11 +17,11 @@ import sys
 import textwrap
 from pathlib import Path
 
-import processes
+import multiprocess
 import pytest
 
-from jaxtransfer import xla_flags
 from jaxtransfer.models import pretrained
+from jaxtransfer.runtime import xla_flags
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -64,7 +64,7 @@ def _read_auc(workdir):
 
 
 def test_two_processes_run_the_grid_and_write_each_result_once(tmp_path):
-    port = processes.free_port()
+    port = multiprocess.free_port()
     config = _config_file(tmp_path)
     env = {
         **os.environ,
@@ -83,7 +83,7 @@ def test_two_processes_run_the_grid_and_write_each_result_once(tmp_path):
         ]
         for i in range(2)
     ]
-    for out in processes.run_together(commands, cwd=REPO, env=env):
+    for out in multiprocess.run_together(commands, cwd=REPO, env=env):
         assert "process 1/2" in out or "process 0/2" in out
     # The same grid in one process on one device (the sources exist by now).
     env["XLA_FLAGS"] = xla_flags.CPU_NO_DEADLOCK

@@ -14,8 +14,9 @@ import pytest
 from paper_reference import PAPER_GAIN, PAPER_RESULTS, needs_paper_results
 
 from configs import default
-from jaxtransfer import files, pool
+from jaxtransfer import pool
 from jaxtransfer.analysis import similarity, tables
+from jaxtransfer.runtime import files
 
 pytestmark = needs_paper_results
 TARGETS = ("isic", "pcam-small", "chest", "breast", "thyroid", "knee", "mammograms")

@@ -73,8 +73,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxtransfer import host
 from jaxtransfer.analysis import cholesky, jacobi, polar
+from jaxtransfer.runtime import host
 
 _HIGHEST = jax.lax.Precision.HIGHEST
 # Eigenvalues below this many eps of the largest are treated as zero when whitening.

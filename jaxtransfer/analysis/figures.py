@@ -15,8 +15,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from jaxtransfer import files  # noqa: E402
 from jaxtransfer.analysis.similarity import LAYERS, regression_band  # noqa: E402
+from jaxtransfer.runtime import files  # noqa: E402
 
 SETTINGS = (
     ("ImageNet", "freezeFalse"),

@@ -21,8 +21,8 @@ import jax
 import orbax.checkpoint as ocp
 from flax import nnx
 
-from jaxtransfer import files, sharding
 from jaxtransfer.models import resnet
+from jaxtransfer.runtime import files, processes
 
 FORMAT_VERSION = 1
 METADATA_FILE = "metadata.json"
@@ -95,11 +95,11 @@ def save(
         options = ocp.options.MultiprocessingOptions(
             primary_host=me, active_processes={me}
         )
-    primary = sharding.is_primary() or not collective
+    primary = processes.is_primary() or not collective
     with files.atomic_directory(
         directory,
         overwrite=overwrite,
-        barrier=sharding.sync_processes if collective else None,
+        barrier=processes.sync_processes if collective else None,
         primary=primary,
     ) as scratch:
         checkpointer = ocp.StandardCheckpointer(multiprocessing_options=options)

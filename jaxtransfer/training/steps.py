@@ -19,9 +19,10 @@ import optax
 from flax import nnx
 from jax.sharding import PartitionSpec
 
-from jaxtransfer import metrics, optim, xla_flags
 from jaxtransfer.data import augment as augment_lib
 from jaxtransfer.data import preprocess
+from jaxtransfer.runtime import xla_flags
+from jaxtransfer.training import metrics, optim
 
 DATA_AXIS = "data"  # the mesh axis a member's batch is split over
 

@@ -4,8 +4,8 @@ import jax
 import numpy as np
 import pytest
 
-from jaxtransfer import host
 from jaxtransfer.analysis import cca
+from jaxtransfer.runtime import host
 
 mean_cca = jax.jit(cca.mean_cca, static_argnames="decomposition")
 DECOMPOSITIONS = pytest.mark.parametrize("decomposition", cca.DECOMPOSITIONS)

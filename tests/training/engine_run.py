@@ -31,7 +31,7 @@ args = parser.parse_args()
 faulthandler.enable(all_threads=True)
 
 os.environ["JAX_PLATFORMS"] = "cpu"
-# Importing jaxtransfer below adds its CPU flag (jaxtransfer/xla_flags.py).
+# Importing jaxtransfer below adds its CPU flag (jaxtransfer/runtime/xla_flags.py).
 os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={args.devices}"
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
 
@@ -39,8 +39,8 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from jaxtransfer import sharding  # noqa: E402
 from jaxtransfer.models import pretrained, resnet  # noqa: E402
+from jaxtransfer.runtime import processes  # noqa: E402
 from jaxtransfer.training import engine, steps  # noqa: E402
 from jaxtransfer.training import mesh as mesh_lib  # noqa: E402
 
@@ -50,7 +50,7 @@ if args.compilation_cache:  # reruns of the same set-up skip compiling
     jax.config.update("jax_compilation_cache_dir", args.compilation_cache)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 if args.processes > 1:
-    sharding.initialize_distributed(args.coordinator, args.processes, args.process)
+    processes.initialize_distributed(args.coordinator, args.processes, args.process)
 
 rng = np.random.default_rng(0)
 STEP_CONFIG = steps.StepConfig(augment=None)

@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 import jax
+import multiprocess
 import numpy as np
-import processes as processes_lib
 import pytest
 from flax import nnx
 
@@ -37,7 +37,7 @@ def _command(output, cache):
 
 
 def _run(output, cache, *extra, processes=1):
-    port = processes_lib.free_port() if processes > 1 else None
+    port = multiprocess.free_port() if processes > 1 else None
     commands = [
         [*_command(output, cache), *extra]
         + (
@@ -54,7 +54,7 @@ def _run(output, cache, *extra, processes=1):
         )  # fmt: skip
         for i in range(processes)
     ]
-    processes_lib.run_together(commands)
+    multiprocess.run_together(commands)
     return json.loads(Path(output).read_text())
 
 

@@ -14,10 +14,9 @@ import sklearn.metrics
 import tiny_data
 from flax import nnx
 
-from jaxtransfer import metrics
 from jaxtransfer.data import augment
 from jaxtransfer.models import resnet
-from jaxtransfer.training import engine, steps
+from jaxtransfer.training import engine, metrics, steps
 from jaxtransfer.training.checkpoint import RunCheckpointer
 
 EPS = float(np.finfo(np.float32).eps)

@@ -7,9 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxtransfer import optim
 from jaxtransfer.models import resnet
-from jaxtransfer.training import steps
+from jaxtransfer.training import optim, steps
 
 
 def _steps(graphdef, num_classes, config):

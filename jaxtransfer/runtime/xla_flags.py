@@ -42,5 +42,5 @@ def check_remat_compiles(platform: str) -> None:
             "starts: XLA's Triton GEMM fusion aborts the process compiling the "
             "rematerialised step (seen with jaxlib 0.11.2). `python -m "
             "jaxtransfer.main` adds it when config.train.remat is set; elsewhere call "
-            "jaxtransfer.xla_flags.add(jaxtransfer.xla_flags.GPU_REMAT) first."
+            "xla_flags.add(xla_flags.GPU_REMAT) first (jaxtransfer.runtime.xla_flags)."
         )

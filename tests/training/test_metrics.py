@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from jaxtransfer import metrics
+from jaxtransfer.training import metrics
 
 
 def _probs(rng, n, c, signal):

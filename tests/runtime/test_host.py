@@ -7,12 +7,12 @@ import sys
 
 import pytest
 
-from jaxtransfer import host
+from jaxtransfer.runtime import host
 
 # 64 MiB in and out per call: above glibc's largest default mmap threshold (32 MiB).
 _WORKLOAD = """
 import json, resource, sys
-from jaxtransfer import host
+from jaxtransfer.runtime import host
 applied = host.reuse_freed_memory()
 import jax, jax.numpy as jnp
 x = jnp.ones((16 * 1024 * 1024,), jnp.float32)

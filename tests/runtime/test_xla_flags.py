@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from jaxtransfer import xla_flags
 from jaxtransfer.models import resnet
+from jaxtransfer.runtime import xla_flags
 from jaxtransfer.training import engine, steps
 from jaxtransfer.training import mesh as mesh_lib
 

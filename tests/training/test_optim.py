@@ -5,7 +5,7 @@ import numpy as np
 import optax
 import pytest
 
-from jaxtransfer.optim import keras_adam
+from jaxtransfer.training.optim import keras_adam
 
 
 @pytest.mark.parametrize("lr", [1e-5, 1e-3])

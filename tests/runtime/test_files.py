@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from jaxtransfer import files
+from jaxtransfer.runtime import files
 
 
 def test_atomic_file_keeps_suffix_and_renames_on_success(tmp_path):

@@ -1,0 +1,1 @@
+"""What every entry point shares: processes, atomic files, host memory, XLA flags."""
