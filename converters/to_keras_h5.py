@@ -14,40 +14,8 @@ import argparse
 import os
 import sys
 
-import numpy as np
-
-from converters import keras_layout
-from jaxtransfer.models import pretrained, resnet
-from jaxtransfer.runtime import files
-
-
-def keras_weights(
-    model: resnet.ResNet, include_head: bool = True
-) -> list[tuple[str, list[np.ndarray]]]:
-    """``(keras_layer_name, arrays)`` for every weighted layer, in Keras order."""
-    if model.variant != "keras":
-        raise ValueError(
-            f"only the Keras layout can be exported to Keras, got {model.variant!r}"
-        )
-    layers = [
-        (
-            name,
-            [np.asarray(v.get_value()) for v in keras_layout.module_variables(module)],
-        )
-        for name, _, module in keras_layout.backbone_layers(model)
-    ]
-    if include_head and model.head is not None:
-        head = [
-            np.asarray(v.get_value()) for v in keras_layout.module_variables(model.head)
-        ]
-        layers.append(("dense", head))
-    return layers
-
-
-def export(model: resnet.ResNet, path: str | os.PathLike, include_head=True) -> None:
-    """Writes ``model`` as a Keras weights-only HDF5, atomically."""
-    with files.atomic_file(path) as partial:
-        keras_layout.write_weights(partial, keras_weights(model, include_head))
+from jaxtransfer.models import pretrained
+from jaxtransfer.models.formats import keras_h5
 
 
 def main(argv=None) -> int:
@@ -61,7 +29,7 @@ def main(argv=None) -> int:
         sys.exit(f"error: {args.output} already exists (use --overwrite)")
     try:
         model, _ = pretrained.load(args.input)
-        export(model, args.output, include_head=not args.no_head)
+        keras_h5.export(model, args.output, include_head=not args.no_head)
     except (OSError, ValueError) as e:
         sys.exit(f"error: {e}")
     print(f"wrote {args.output}")

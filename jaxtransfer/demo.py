@@ -1,9 +1,9 @@
 """A laptop-sized demo of conversion and feature extraction, with no downloads.
 
-It writes a Keras-layout HDF5 ResNet50 (random weights and a 2-class head, through
-``converters.to_keras_h5``), converts it with ``converters.keras_h5`` exactly as a
-downloaded ImageNet/RadImageNet file would be, makes a small synthetic image set
-and extracts the study's taps with ``jaxtransfer.extract``.
+It writes a Keras-layout HDF5 ResNet50 (random weights and a 2-class head), converts
+it with the code behind ``converters.keras_h5`` exactly as a downloaded
+ImageNet/RadImageNet file would be, makes a small synthetic image set and extracts
+the study's taps with ``jaxtransfer.extract``.
 
 Usage:
   python -m jaxtransfer.demo --workdir runs/demo
@@ -17,9 +17,9 @@ import time
 import numpy as np
 from flax import nnx
 
-from converters import keras_h5, to_keras_h5
 from jaxtransfer import extract
 from jaxtransfer.models import pretrained, resnet
+from jaxtransfer.models.formats import keras_h5
 
 
 def synthetic_images(num_images: int, size: int, seed: int = 0) -> np.ndarray:
@@ -43,7 +43,7 @@ def run(workdir: str, num_images: int = 64, size: int = 112) -> dict:
     features_path = os.path.join(workdir, "features.npz")
 
     model = resnet.ResNet50(num_classes=2, rngs=nnx.Rngs(0))
-    to_keras_h5.export(model, h5_path)
+    keras_h5.export(model, h5_path)
     print(f"1/3 wrote a Keras-layout weights file: {h5_path}")
 
     converted, metadata = keras_h5.convert(h5_path)

@@ -4,9 +4,9 @@ No ImageNet or RadImageNet weights can be downloaded here, so the demo makes its
 two sources itself: a short pre-training of its (tiny) ResNet on a synthetic
 source domain (another target's synthetic raw download, prepared by the real
 builder), written out as a Keras weights-only ``..._notop.h5`` exactly as the real
-downloads are, and read back through ``converters.keras_h5`` into the checkpoint
-directory that ``config.init`` names. Everything after the HDF5 file is the path
-real weights take.
+downloads are, and read back by the code behind ``converters.keras_h5`` into the
+checkpoint directory that ``config.init`` names. Everything after the HDF5 file is
+the path real weights take.
 """
 
 import dataclasses
@@ -17,9 +17,9 @@ from pathlib import Path
 import jax
 from flax import nnx
 
-from converters import keras_h5, to_keras_h5
 from jaxtransfer.data import builders, loader, prepare, synthetic
 from jaxtransfer.models import pretrained, resnet
+from jaxtransfer.models.formats import keras_h5
 from jaxtransfer.training import engine, mesh, steps
 
 BATCH_SIZE = 16
@@ -90,7 +90,7 @@ def make(source: SyntheticSource, checkpoint_dir: str | Path) -> Path:
     checkpoint_dir.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=checkpoint_dir.parent) as scratch:
         model = pretrain(source, Path(scratch))
-    to_keras_h5.export(model, h5_path, include_head=False)  # as the downloads are
+    keras_h5.export(model, h5_path, include_head=False)  # as the downloads are
     converted, metadata = keras_h5.convert(h5_path)
     # Called by one process of a multi-process run (experiment.ensure_inputs).
     pretrained.save(

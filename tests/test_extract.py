@@ -5,9 +5,9 @@ import keras_oracle
 import numpy as np
 import pytest
 
-from converters import keras_h5
 from jaxtransfer import extract
 from jaxtransfer.models import pretrained
+from jaxtransfer.models.formats import keras_h5
 
 
 @pytest.fixture(scope="module")

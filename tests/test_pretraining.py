@@ -7,9 +7,9 @@ import numpy as np
 from flax import nnx
 
 from configs import demo
-from converters import keras_h5
 from jaxtransfer import experiment
 from jaxtransfer.models import pretrained, resnet
+from jaxtransfer.models.formats import keras_h5
 
 
 def _backbone(model):

@@ -7,8 +7,9 @@ import torch
 import torchvision
 from flax import nnx
 
-from converters import torch_pth
+from converters import torch_pth as torch_pth_cli
 from jaxtransfer.models import pretrained
+from jaxtransfer.models.formats import torch_pth
 from jaxtransfer.models.resnet import STUDY_TAPS
 
 
@@ -89,7 +90,10 @@ def test_checkpoint_round_trip(tmp_path):
     model = _randomized_resnet50(num_classes=2, seed=3)
     path = tmp_path / "m.pth"
     torch.save(model.state_dict(), path)
-    assert torch_pth.main(["--input", str(path), "--output", str(tmp_path / "ck")]) == 0
+    assert (
+        torch_pth_cli.main(["--input", str(path), "--output", str(tmp_path / "ck")])
+        == 0
+    )
     restored, metadata = pretrained.load(tmp_path / "ck")
     assert metadata["source_format"] == "torch_pth"
     np.testing.assert_array_equal(
@@ -101,7 +105,7 @@ def test_checkpoint_round_trip(tmp_path):
 def _cli_fails(path, tmp_path, match):
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as exit_info:
-        torch_pth.main(["--input", str(path), "--output", str(out)])
+        torch_pth_cli.main(["--input", str(path), "--output", str(out)])
     assert match in str(exit_info.value.code), exit_info.value.code
     assert not out.exists()
 

@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from converters import keras_h5, keras_layout, to_keras_h5
+from converters import keras_h5 as keras_h5_cli
+from converters import to_keras_h5 as to_keras_h5_cli
 from jaxtransfer.models import pretrained
+from jaxtransfer.models.formats import keras_h5, keras_layout
 
 SIZES = [(64, 64), (96, 128)]  # one square, one not
 
@@ -175,7 +177,8 @@ def test_round_trip_is_bit_exact_and_keras_loads_the_export(
     assert restored_metadata == metadata
     exported = tmp_path / "exported.h5"
     assert (
-        to_keras_h5.main(["--input", str(checkpoint), "--output", str(exported)]) == 0
+        to_keras_h5_cli.main(["--input", str(checkpoint), "--output", str(exported)])
+        == 0
     )
 
     original = keras_layout.read(files["weights_only"]).layers
@@ -200,7 +203,7 @@ def test_head_round_trips_bit_exact(keras_base, tmp_path):
     keras_oracle.save_full(fine_tuned, path)
     model, _ = keras_h5.convert(path)
     exported = tmp_path / "ft_export.h5"
-    to_keras_h5.export(model, exported)
+    keras_h5.export(model, exported)
     head = keras_layout.read(exported).layers[-1]
     kernel, bias = fine_tuned.layers[-1].get_weights()
     assert head.name == "dense"
@@ -213,7 +216,7 @@ def test_head_round_trips_bit_exact(keras_base, tmp_path):
 
 def _convert_cli_fails(source, output, match):
     with pytest.raises(SystemExit) as exit_info:
-        keras_h5.main(["--input", str(source), "--output", str(output)])
+        keras_h5_cli.main(["--input", str(source), "--output", str(output)])
     assert match in str(exit_info.value.code), exit_info.value.code
     assert not output.exists()
     leftovers = [p for p in output.parent.iterdir() if p.name.startswith(".")]
@@ -289,14 +292,14 @@ def test_existing_output_is_not_overwritten(files, tmp_path):
     out.mkdir()
     (out / "keep.txt").write_text("mine")
     with pytest.raises(SystemExit, match="already exists"):
-        keras_h5.main(["--input", str(files["weights_only"]), "--output", str(out)])
+        keras_h5_cli.main(["--input", str(files["weights_only"]), "--output", str(out)])
     assert (out / "keep.txt").read_text() == "mine"
 
 
 def test_cli_writes_checkpoint_with_metadata(files, tmp_path):
     out = tmp_path / "imagenet"
     assert (
-        keras_h5.main(["--input", str(files["weights_only"]), "--output", str(out)])
+        keras_h5_cli.main(["--input", str(files["weights_only"]), "--output", str(out)])
         == 0
     )
     metadata = pretrained.read_metadata(out)
