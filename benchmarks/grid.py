@@ -73,7 +73,8 @@ import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from configs import default  # noqa: E402
-from jaxtransfer import experiment, models  # noqa: E402
+from jaxtransfer import models  # noqa: E402
+from jaxtransfer.grid import plan  # noqa: E402
 from jaxtransfer.training import engine  # noqa: E402
 from jaxtransfer.training import mesh as mesh_lib  # noqa: E402
 
@@ -110,9 +111,9 @@ def _config():
 
 
 def _groups(config, folds):
-    """The grid's runs, grouped as ``experiment.train_runs`` groups them."""
+    """The grid's runs, grouped as ``runner.train_runs`` groups them."""
     groups = {}
-    for spec in experiment.grid(config):
+    for spec in plan.runs(config):
         dropout = 0.0 if spec.source == "random" else config.model.head_dropout
         model = models.get(ARGS.model)(
             num_classes=ARGS.classes,
@@ -120,13 +121,9 @@ def _groups(config, folds):
             dtype=jnp.dtype(ARGS.dtype),
             rngs=nnx.Rngs(spec.fold),
         )
-        stages = experiment.stages(config, spec)
-        run = engine.Run(
-            spec.directory, model, folds[spec.fold], experiment.run_rng(0, spec)
-        )
-        groups.setdefault(experiment.group_key(model, stages), (stages, []))[1].append(
-            run
-        )
+        stages = plan.stages(config, spec)
+        run = engine.Run(spec.directory, model, folds[spec.fold], plan.run_rng(0, spec))
+        groups.setdefault(plan.group_key(model, stages), (stages, []))[1].append(run)
     return list(groups.values())
 
 
@@ -134,7 +131,7 @@ def _collective_bytes(config, stages, runs, mesh, mode) -> int:
     """Bytes the collectives of a group's first train program move per call."""
     stage = stages[0]
     step_config = dataclasses.replace(
-        experiment.step_config_for(config, ARGS.classes),
+        plan.step_config_for(config, ARGS.classes),
         learning_rate=stage.learning_rate,
         bn_train=stage.bn_train,
     )
@@ -166,7 +163,7 @@ def run_layout(layout: str, config, folds) -> dict:
     devices = jax.devices()[: ARGS.devices]
     groups = _groups(config, folds)
     timings = engine.Timings()
-    step_config = experiment.step_config_for(config, ARGS.classes)
+    step_config = plan.step_config_for(config, ARGS.classes)
     meshes, collective_bytes = [], []
     with tempfile.TemporaryDirectory() as workdir:
         start = time.perf_counter()

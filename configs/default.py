@@ -50,7 +50,7 @@ def get_config(arg: str | None = None) -> ConfigDict:
     config.init.RadImageNet = "weights/radimagenet"
     # Demos and tests: source -> synthetic domain; a missing checkpoint is then made
     # by a short pre-training, saved as Keras HDF5 and converted
-    # (jaxtransfer.pretraining).
+    # (jaxtransfer.grid.pretraining).
     config.init.synthetic_domains = ConfigDict()
     config.init.synthetic_epochs = 3
 

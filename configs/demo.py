@@ -7,7 +7,7 @@ the real builder, and trains every source x freeze setting on three folds with a
 ResNet at 32 px. No weights can be downloaded here, so the ImageNet and RadImageNet
 sources are made first by a short pre-training on two other synthetic domains
 (ISIC-like colour images, chest X-ray-like images), written as Keras `_notop.h5`
-files and converted back like real downloads (`jaxtransfer.pretraining`). Point
+files and converted back like real downloads (`jaxtransfer.grid.pretraining`). Point
 config.init at converted checkpoints and set model.name='resnet50' for the real
 thing. The class cues are weak on purpose (`synthetic_options`), so test AUCs land
 around 70-90 and differ between settings and folds, and the analysis has AUC gains

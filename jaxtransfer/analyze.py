@@ -3,7 +3,7 @@
 Usage:
   python -m jaxtransfer.analyze --workdir RUN [--reference DIR] [--full_depth]
 
-Reads a finished workdir of `jaxtransfer.experiment` (config.json, AUC.csv, each
+Reads a finished workdir of `jaxtransfer.grid` (config.json, AUC.csv, each
 run's model/ and test_predictions.npz) and writes into RUN/analysis/, each file
 atomically:
 
@@ -42,7 +42,7 @@ import numpy as np
 from flax import nnx
 from ml_collections import ConfigDict
 
-from jaxtransfer import experiment, models
+from jaxtransfer import models
 from jaxtransfer.analysis import (
     figures,
     pairs,
@@ -53,6 +53,7 @@ from jaxtransfer.analysis import (
 )
 from jaxtransfer.analysis.cca import DECOMPOSITION_CHOICES, resolve_decomposition
 from jaxtransfer.data import loader
+from jaxtransfer.grid import inputs
 from jaxtransfer.models import pretrained, resnet
 from jaxtransfer.runtime import files, host
 
@@ -133,16 +134,14 @@ def cca_stimuli(config: ConfigDict, fold: int) -> tuple[np.ndarray, str]:
     """The fold's held-out images at the CCA image size, and what they are.
 
     The held-out part the similarity analysis predicts too: the test split (v2),
-    or val + test (v1, which holds out both). At `experiment.cca_image_size`
+    or val + test (v1, which holds out both). At `inputs.cca_image_size`
     (CCA.py built 224 px networks for breast, mammograms and thyroid:
     docs/protocol.md#image-sizes).
     """
-    size = experiment.cca_image_size(config)
-    if not experiment.is_prepared(config, size):
-        raise FileNotFoundError(
-            experiment.unprepared_message(config, size, "CCA stimuli")
-        )
-    directory = experiment.dataset_dir(config, size)
+    size = inputs.cca_image_size(config)
+    if not inputs.is_prepared(config, size):
+        raise FileNotFoundError(inputs.unprepared_message(config, size, "CCA stimuli"))
+    directory = inputs.dataset_dir(config, size)
     parts = ("val", "test") if config.protocol == "v1" else ("test",)
     images = [loader.load_split(directory, f"fold{fold}_{p}").images for p in parts]
     split = " + ".join(f"fold{fold}_{p}" for p in parts)
@@ -312,10 +311,10 @@ def run(
     """Analyses a finished workdir; writes everything into ``workdir/analysis``.
 
     Settings left at None take the run's recorded config (its config.json), so
-    analysing a workdir again reproduces what `experiment.run` wrote.
+    analysing a workdir again reproduces what `grid.run` wrote.
 
     Args:
-      workdir: a finished `experiment.run` workdir.
+      workdir: a finished `grid.run` workdir.
       reference: directory of the paper's result CSVs (AUC.csv, AUC_mean.csv,
         CCA_<target>.csv, similarity.csv, simVSauc*.csv) for the side-by-side
         report; "" for this run's numbers only; None: config.analysis.reference.
@@ -462,7 +461,7 @@ def run(
         "AUC": f"{config.eval.auc} (config.eval.auc; the paper's tables: "
         "sklearn binary or OvR weighted on the held-out fold, v1)",
         "image size": f"training {config.data.size} px, CCA "
-        f"{experiment.cca_image_size(config)} px (config.analysis.image_size; "
+        f"{inputs.cca_image_size(config)} px (config.analysis.image_size; "
         "CCA.py used 96 pcam-small, 224 breast, mammograms and thyroid, 112 "
         "otherwise)",
         "folds": ", ".join(f"fold{k}" for k in config.grid.folds),

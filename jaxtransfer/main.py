@@ -8,7 +8,8 @@ Several processes (a TPU pod slice, GPU hosts) run the same command with
 with --coordinator_address=HOST:PORT --num_processes=P --process_id=I; the workdir
 must be on a filesystem they share.
 
-Intentionally short: everything it calls can be imported and tested.
+``run(config, workdir)`` is the same job for Python callers: the grid
+(``jaxtransfer.grid``), then its analysis (``jaxtransfer.analyze``).
 """
 
 import logging
@@ -19,7 +20,8 @@ import jax
 from absl import app, flags
 from ml_collections import config_flags
 
-from jaxtransfer import experiment
+from jaxtransfer import analyze, grid
+from jaxtransfer.analysis import cca
 from jaxtransfer.runtime import host, processes, xla_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", lock_config=True)
@@ -33,6 +35,23 @@ _COORDINATOR = flags.DEFINE_string(
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "processes in the run")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "this process's index")
 flags.mark_flags_as_required(["config", "workdir"])
+
+
+def run(config, workdir: str | os.PathLike) -> dict:
+    """Runs (or resumes) a target's grid, then analyses it; returns the AUC summary.
+
+    Every choice is checked before any compute.
+    """
+    if config.analysis.enabled:
+        cca.resolve_decomposition(
+            config.analysis.cca_decomposition, "config.analysis.cca_decomposition"
+        )
+    summary = grid.run(config, workdir)
+    if config.analysis.enabled:
+        if processes.is_primary():
+            analyze.run(workdir)  # with the settings config.json records
+        processes.sync_processes("analysis written")
+    return summary
 
 
 def main(argv):
@@ -59,8 +78,8 @@ def main(argv):
         "jax_compilation_cache_dir", os.path.join(_WORKDIR.value, ".jax_cache")
     )
     try:
-        experiment.run(_CONFIG.value, _WORKDIR.value)
-    except experiment.MissingInputs as error:
+        run(_CONFIG.value, _WORKDIR.value)
+    except grid.MissingInputs as error:
         sys.exit(str(error))  # the message is the help: no traceback before it
 
 

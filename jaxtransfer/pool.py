@@ -6,7 +6,7 @@ Usage:
   python -m jaxtransfer.pool --workdir OUT [--reference DIR] RUN [RUN ...]
   e.g. python -m jaxtransfer.pool --workdir runs/all runs/knee runs/chest runs/isic
 
-Each input is a finished grid of `jaxtransfer.experiment` (config.json, AUC.csv)
+Each input is a finished grid of `jaxtransfer.grid` (config.json, AUC.csv)
 analysed by `jaxtransfer.analyze` (analysis/: similarity.csv, simVSauc*.csv,
 CCA_<target>.csv, summary.json), one per target. The pooled workdir gets, each
 file atomically, in the paper's schemas:
@@ -179,7 +179,7 @@ def run(
     """Pools analysed target workdirs; writes everything into ``workdir``.
 
     Args:
-      workdirs: analysed `jaxtransfer.experiment` workdirs, one per target.
+      workdirs: analysed `jaxtransfer.grid` workdirs, one per target.
       workdir: the pooled workdir (created; not one of the inputs).
       reference: directory of the paper's result CSVs for the side-by-side
         report; None for this run's numbers only.

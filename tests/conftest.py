@@ -40,13 +40,11 @@ for _name, _value in _CACHE_SETTINGS.items():
 def demo_sources(tmp_path_factory) -> dict[str, str]:
     """The demo's two stand-in sources (pre-trained, HDF5, converted), made once."""
     from configs import demo
-    from jaxtransfer import experiment, pretraining
+    from jaxtransfer.grid import inputs, pretraining
 
     config = demo.get_config()
     root = tmp_path_factory.mktemp("sources")
     return {
-        name: str(
-            pretraining.make(experiment.synthetic_source(config, name), root / name)
-        )
+        name: str(pretraining.make(inputs.synthetic_source(config, name), root / name))
         for name in config.init.synthetic_domains
     }

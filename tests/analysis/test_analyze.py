@@ -8,7 +8,7 @@ import pytest
 from paper_reference import PAPER_RESULTS, needs_paper_results
 
 from configs import demo
-from jaxtransfer import analyze, experiment
+from jaxtransfer import analyze, main
 from jaxtransfer.analysis import similarity, tables
 
 PAPER_SCHEMA_FILES = {
@@ -45,7 +45,7 @@ def workdir(tmp_path_factory, demo_sources):
     # CCA stimuli at another size than training (docs/protocol.md#image-sizes)
     config.analysis.image_size = 48
     config.seed = 7  # the analysis CLI takes it from config.json
-    experiment.run(config, tmp / "run")
+    main.run(config, tmp / "run")
     return tmp / "run"
 
 

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from configs import default, demo
-from jaxtransfer import experiment
+from jaxtransfer import grid, main
+from jaxtransfer.grid import plan, results, runner
 from jaxtransfer.runtime import files
 
 
@@ -37,7 +38,7 @@ def finished(tmp_path_factory, demo_sources):
     """The grid of ``_config``, run once without interruption."""
     root = tmp_path_factory.mktemp("finished")
     config = _config(root, demo_sources)
-    return config, root / "run", experiment.run(config, root / "run")
+    return config, root / "run", grid.run(config, root / "run")
 
 
 def test_grid_writes_results_in_the_paper_schema_and_resumes(finished):
@@ -67,7 +68,7 @@ def test_grid_writes_results_in_the_paper_schema_and_resumes(finished):
 
     # Re-running skips every finished run and reports the same numbers.
     stamp = (workdir / "ImageNet-freezeFalse/fold1/metrics.json").stat().st_mtime_ns
-    again = experiment.run(config, workdir)
+    again = grid.run(config, workdir)
     assert again["runs"] == summary["runs"]
     assert (
         workdir / "ImageNet-freezeFalse/fold1/metrics.json"
@@ -95,7 +96,7 @@ def test_a_grid_killed_with_sigkill_resumes_to_the_same_auc_csv(finished, tmp_pa
         f"--workdir={workdir}",
     ]  # fmt: skip
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     process = subprocess.Popen(
         command, cwd=root, env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -128,7 +129,7 @@ def test_missing_inputs_stop_before_any_compute(tmp_path, demo_sources):
     config.model.name = "resnet50"
     config.init.ImageNet = str(tmp_path / "weights" / "imagenet")
     with pytest.raises(FileNotFoundError) as error:
-        experiment.run(config, tmp_path / "run")
+        grid.run(config, tmp_path / "run")
     message = str(error.value)
     assert "python -m converters.keras_h5" in message
     assert "python -m jaxtransfer.data.prepare --dataset breast" in message
@@ -142,7 +143,7 @@ def test_targets_expect_the_papers_fold_csvs(tmp_path):
     config.data.data_dir = str(tmp_path / "prepared")
     config.data.paper_folds = str(tmp_path / "folds")
     with pytest.raises(FileNotFoundError) as error:
-        experiment.run(config, tmp_path / "run")
+        grid.run(config, tmp_path / "run")
     message = str(error.value)
     assert f"config.data.paper_folds = {tmp_path / 'folds'} holds no fold CSVs" in (
         message
@@ -154,7 +155,7 @@ def test_targets_expect_the_papers_fold_csvs(tmp_path):
         for k in range(1, 6):
             (tmp_path / "folds" / f"{part}_fold{k}.csv").touch()
     with pytest.raises(FileNotFoundError) as error:
-        experiment.run(config, tmp_path / "run")
+        grid.run(config, tmp_path / "run")
     assert "holds no fold CSVs" not in str(error.value)
     assert not (tmp_path / "run").exists()
 
@@ -174,7 +175,7 @@ def test_unknown_choices_stop_before_any_compute(
     config.analysis.enabled = True
     config[section][field] = value
     with pytest.raises(ValueError, match=message):
-        experiment.run(config, tmp_path / "run")
+        main.run(config, tmp_path / "run")
     assert not (tmp_path / "run").exists()
     assert not (tmp_path / "raw").exists()
 
@@ -182,21 +183,21 @@ def test_unknown_choices_stop_before_any_compute(
 def test_auc_choice_is_checked_against_the_target():
     config = demo.get_config()
     config.eval.auc = "binary"
-    assert experiment.auc_key(config, 2) == "binary"
+    assert results.auc_key(config, 2) == "binary"
     with pytest.raises(ValueError, match="needs a binary target; breast has 3"):
-        experiment.auc_key(config, 3)  # run() asks before training each fold
+        results.auc_key(config, 3)  # run() asks before training each fold
     config.eval.auc = "v1_sklearn"
-    assert [experiment.auc_key(config, n) for n in (2, 7)] == ["binary", "weighted"]
+    assert [results.auc_key(config, n) for n in (2, 7)] == ["binary", "weighted"]
 
 
 def test_auc_csv_rows_follow_the_papers_order():
     config = _config_for_grid()
-    results = [
+    run_results = [
         dict(target="knee", source=s.source, freeze=f"freeze{s.freeze}",
              fold=f"fold{s.fold}", AUC=0.5)
-        for s in reversed(experiment.grid(config))
+        for s in reversed(plan.runs(config))
     ]  # fmt: skip
-    rows = list(csv.reader(experiment.auc_csv(results).splitlines()))[1:]
+    rows = list(csv.reader(results.auc_csv(run_results).splitlines()))[1:]
     expected = [
         (source, freeze, f"fold{fold}")
         for freeze in ("freezeFalse", "freezeTrue")
@@ -220,9 +221,9 @@ def test_runs_in_waves_of_one_slot_match_one_wave(tmp_path, demo_sources):
     config.grid.sources = ("ImageNet", "RadImageNet")
     config.grid.freeze = (False,)
     config.train.learning_rate = 1e-5  # the paper's; rounding stays small
-    one_wave = experiment.run(config, tmp_path / "one_wave")
+    one_wave = grid.run(config, tmp_path / "one_wave")
     config.mesh.slots_per_device = 1
-    in_turns = experiment.run(config, tmp_path / "in_turns")
+    in_turns = grid.run(config, tmp_path / "in_turns")
     for a, b in zip(one_wave["runs"], in_turns["runs"], strict=True):
         assert (a["source"], a["fold"], a["epochs"]) == (
             b["source"],
@@ -249,14 +250,14 @@ def test_mesh_settings_reach_the_engine(tmp_path, demo_sources, monkeypatch):
         seen.append(([run.name for run in runs], kwargs["settings"]))
         raise RuntimeError("stop before training")
 
-    monkeypatch.setattr(experiment.engine, "train", train)
+    monkeypatch.setattr(runner.engine, "train", train)
     config = _config(tmp_path, demo_sources)
     config.grid.sources = ("ImageNet", "RadImageNet")
     config.grid.freeze = (False,)
     config.mesh.member_mode = "vmap"
     config.mesh.slots_per_device = 3
     with pytest.raises(RuntimeError, match="stop before training"):
-        experiment.run(config, tmp_path / "run")
+        grid.run(config, tmp_path / "run")
     ((names, settings),) = seen  # one architecture and stage list: one call
     assert sorted(names) == sorted(
         f"{s}-freezeFalse/fold1" for s in config.grid.sources
@@ -267,32 +268,32 @@ def test_mesh_settings_reach_the_engine(tmp_path, demo_sources, monkeypatch):
 def test_head_stage_runs_up_to_num_epochs_unless_told_otherwise():
     config = default.for_target("knee")
     config.train.num_epochs = 7
-    spec = experiment.RunSpec("ImageNet", True, 1)
-    head, finetune = experiment.stages(config, spec)
+    spec = plan.RunSpec("ImageNet", True, 1)
+    head, finetune = plan.stages(config, spec)
     assert (head.name, finetune.name) == ("head", "finetune")
     assert head.num_epochs == finetune.num_epochs == 7
     config.train.head_num_epochs = 2
-    assert experiment.stages(config, spec)[0].num_epochs == 2
+    assert plan.stages(config, spec)[0].num_epochs == 2
 
 
 def test_v1_splits_without_the_v1_preset_are_flagged():
-    assert experiment.partial_v1_warning(default.for_target("knee")) is None
-    assert experiment.partial_v1_warning(default.for_target("knee", arg="v1")) is None
+    assert runner.partial_v1_warning(default.for_target("knee")) is None
+    assert runner.partial_v1_warning(default.for_target("knee", arg="v1")) is None
     config = default.for_target("knee")
     config.protocol = "v1"
-    warning = experiment.partial_v1_warning(config)
+    warning = runner.partial_v1_warning(config)
     assert "only the splits follow v1" in warning and "patience 30" in warning
     assert "configs/knee.py:v1" in warning
 
 
 def test_head_stage_keeps_its_last_weights_as_the_reference_unless_told_otherwise():
     config = default.for_target("knee")
-    spec = experiment.RunSpec("ImageNet", True, 1)
-    head, finetune = experiment.stages(config, spec)
+    spec = plan.RunSpec("ImageNet", True, 1)
+    head, finetune = plan.stages(config, spec)
     # docs/protocol.md#head-stage, and ModelCheckpoint
     assert not head.keep_best and finetune.keep_best
     config.train.head_keep_best = True
-    assert experiment.stages(config, spec)[0].keep_best
+    assert plan.stages(config, spec)[0].keep_best
 
 
 def test_cca_stimuli_at_the_papers_size_are_checked_before_any_compute(tmp_path):
@@ -303,14 +304,14 @@ def test_cca_stimuli_at_the_papers_size_are_checked_before_any_compute(tmp_path)
     config.data.data_dir = str(tmp_path / "prepared")
     config.data.paper_folds = ""
     with pytest.raises(FileNotFoundError) as error:
-        experiment.run(config, tmp_path / "run")
+        grid.run(config, tmp_path / "run")
     message = str(error.value)
     for size, use in ((112, "training"), (224, "CCA stimuli")):
         assert f"size{size}/1.0.0 ({use})" in message
         assert f"--data_dir {tmp_path / 'prepared'} --size {size}\n" in message + "\n"
     config.analysis.enabled = False
     with pytest.raises(FileNotFoundError) as error:
-        experiment.run(config, tmp_path / "run")
+        grid.run(config, tmp_path / "run")
     assert "--size 224" not in str(error.value)
 
 
@@ -321,14 +322,14 @@ def test_resuming_with_another_config_is_refused_before_any_compute(
     workdir = tmp_path / "run"
     workdir.mkdir()
     files.write_text(workdir / "config.json", config.to_json_best_effort(indent=2))
-    experiment.check_resume(config, workdir)
+    runner.check_resume(config, workdir)
     # More folds, another execution mode, no analysis: the same runs' numbers.
     config.grid.folds = (1, 2)
     config.mesh.slots_per_device = 1
     config.train.checkpoint_every_s = 5.0
     config.analysis.enabled = True
-    experiment.check_resume(config, workdir)
+    runner.check_resume(config, workdir)
     config.train.learning_rate = 0.1
     with pytest.raises(ValueError, match=r"train.learning_rate: 0.001 -> 0.1\)"):
-        experiment.run(config, workdir)
+        grid.run(config, workdir)
     assert not (tmp_path / "raw").exists()

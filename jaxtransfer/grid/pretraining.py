@@ -92,7 +92,7 @@ def make(source: SyntheticSource, checkpoint_dir: str | Path) -> Path:
         model = pretrain(source, Path(scratch))
     keras_h5.export(model, h5_path, include_head=False)  # as the downloads are
     converted, metadata = keras_h5.convert(h5_path)
-    # Called by one process of a multi-process run (experiment.ensure_inputs).
+    # Called by one process of a multi-process run (inputs.ensure_inputs).
     pretrained.save(
         converted, metadata, checkpoint_dir, overwrite=True, every_process=False
     )

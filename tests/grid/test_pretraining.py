@@ -1,4 +1,4 @@
-"""jaxtransfer.pretraining: stand-in sources, saved as Keras HDF5 and read back."""
+"""jaxtransfer.grid.pretraining: stand-in sources, saved as Keras HDF5 and read back."""
 
 from pathlib import Path
 
@@ -7,7 +7,7 @@ import numpy as np
 from flax import nnx
 
 from configs import demo
-from jaxtransfer import experiment
+from jaxtransfer.grid import inputs
 from jaxtransfer.models import pretrained, resnet
 from jaxtransfer.models.formats import keras_h5
 
@@ -22,7 +22,7 @@ def test_sources_are_trained_tiny_resnets_read_back_from_keras_files(demo_source
     config = demo.get_config()
     backbones = {}
     for name, directory in demo_sources.items():
-        seed = experiment.synthetic_source(config, name).seed
+        seed = inputs.synthetic_source(config, name).seed
         fresh = _backbone(resnet.ResNetTiny(rngs=nnx.Rngs(seed)))  # where it began
         model, metadata = pretrained.load(directory)
         h5_path = Path(directory).with_name(f"{name}_notop.h5")

@@ -1,0 +1,165 @@
+"""A target's runs and how each trains: the study's rules, read from the config.
+
+Every run is a source x freeze setting x fold (``RunSpec``); its model, stages and
+step settings follow docs/protocol.md#fine-tuning. Runs with the same architecture
+and stages train together (``group_key``).
+"""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from ml_collections import ConfigDict
+
+from jaxtransfer import models
+from jaxtransfer.data import augment
+from jaxtransfer.models import pretrained, resnet
+from jaxtransfer.training import engine, steps
+
+SOURCES = ("ImageNet", "RadImageNet", "random")
+
+
+CATEGORICAL_TARGETS = ("isic", "knee")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """One run of the grid."""
+
+    source: str
+    freeze: bool
+    fold: int
+
+    @property
+    def setting(self) -> str:
+        return f"{self.source}-freeze{self.freeze}"
+
+    @property
+    def directory(self) -> str:
+        return f"{self.setting}/fold{self.fold}"
+
+
+def runs(config: ConfigDict) -> list[RunSpec]:
+    """Every run of the config, fold-major (each fold's data is loaded once)."""
+    for source in config.grid.sources:
+        if source not in SOURCES:
+            raise ValueError(
+                f"config.grid.sources: unknown {source!r}; known {SOURCES}"
+            )
+    return [
+        RunSpec(source, freeze, fold)
+        for fold in config.grid.folds
+        for source in config.grid.sources
+        for freeze in config.grid.freeze
+        if not (source == "random" and freeze)  # the paper has no frozen random
+    ]
+
+
+def run_rng(seed: int, spec: RunSpec) -> jax.Array:
+    """The run's key, the same in every process (no Python hash)."""
+    key = jax.random.key(seed)
+    for part in (SOURCES.index(spec.source), int(spec.freeze), spec.fold):
+        key = jax.random.fold_in(key, part)
+    return key
+
+
+def num_outputs(config: ConfigDict, num_classes: int) -> int:
+    """v1 binary targets use a 1-unit sigmoid head; everything else C units."""
+    return (
+        1
+        if num_classes == 2 and config.train.binary_loss == "sigmoid_bce"
+        else num_classes
+    )
+
+
+def loss_name(config: ConfigDict, num_classes: int) -> str:
+    if config.target in CATEGORICAL_TARGETS or num_classes > 2:
+        return "softmax_cross_entropy"
+    return config.train.binary_loss
+
+
+def build_model(config: ConfigDict, spec: RunSpec, outputs: int) -> resnet.ResNet:
+    """The run's starting point: a source's backbone plus a fresh head.
+
+    docs/protocol.md#model
+    """
+    rngs = nnx.Rngs(jax.random.fold_in(jax.random.key(config.seed), spec.fold))
+    make = models.get(config.model.name)
+    dropout = 0.0 if spec.source == "random" else config.model.head_dropout
+    # Parameters stay float32 (master weights); compute_dtype sets the arithmetic.
+    model = make(
+        num_classes=outputs,
+        head_dropout=dropout,
+        rngs=rngs,
+        dtype=jnp.dtype(config.model.compute_dtype),
+    )
+    if spec.source != "random":
+        source, _ = pretrained.load(config.init[spec.source])
+        if (source.stage_sizes, source.num_features) != (
+            model.stage_sizes,
+            model.num_features,
+        ):
+            raise ValueError(
+                f"config.init.{spec.source} = {config.init[spec.source]} holds a "
+                f"ResNet with stage sizes {source.stage_sizes} and "
+                f"{source.num_features} features; config.model.name="
+                f"{config.model.name!r} builds {model.stage_sizes}, "
+                f"{model.num_features}"
+            )
+        backbone = nnx.state(source, (nnx.Param, nnx.BatchStat))
+        if source.head is not None:  # a converted fine-tuned model: its head stays
+            backbone = nnx.State({k: v for k, v in backbone.items() if k != "head"})
+        nnx.update(model, backbone)
+    return model
+
+
+def stages(config: ConfigDict, spec: RunSpec) -> list[engine.Stage]:
+    """freezeTrue: head-only stage then fine-tuning; otherwise fine-tuning.
+
+    docs/protocol.md#fine-tuning
+    """
+    t = config.train
+    finetune = engine.Stage(
+        "finetune",
+        t.learning_rate,
+        t.num_epochs,
+        "loss",
+        t.patience,
+        head_only=False,
+        bn_train=t.stage2_bn_train if spec.freeze else True,
+        keep_best=True,
+    )
+    if not spec.freeze:
+        return [finetune]
+    head = engine.Stage(
+        "head",
+        t.head_learning_rate,
+        t.num_epochs if t.head_num_epochs is None else t.head_num_epochs,
+        "accuracy",
+        t.head_patience,
+        head_only=True,
+        bn_train=False,
+        keep_best=t.head_keep_best,
+    )
+    return [head, finetune]
+
+
+def step_config_for(config: ConfigDict, num_classes: int) -> steps.StepConfig:
+    """The static step settings of a target's runs (stages set lr and BN mode)."""
+    augment_config = None
+    if config.train.augment:
+        augment_config = augment.config_for_target(
+            config.target, convention=config.train.augment_convention
+        )
+    return steps.StepConfig(
+        loss=loss_name(config, num_classes),
+        compute_dtype=config.model.compute_dtype,
+        augment=augment_config,
+        remat=config.train.remat,
+    )
+
+
+def group_key(model: nnx.Module, run_stages: list[engine.Stage]):
+    """Runs with equal keys train together (one program, the same stages)."""
+    return nnx.graphdef(model), tuple(run_stages)
