@@ -145,3 +145,28 @@ def test_docs_references_resolve(path):
         assert target.is_file(), f"{path.name}: docs/{page} does not exist"
         if anchor and anchor != "section":
             assert anchor in _anchors(target), f"{path.name}: docs/{page}#{anchor}"
+
+
+CONFIGS = sorted(
+    p.stem for p in (REPO / "configs").glob("*.py") if p.stem not in ("__init__",)
+)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_every_config_is_a_whole_config_for_the_main_job(name):
+    """Each config file gives every field jaxtransfer.main reads (the defaults')."""
+    from ml_collections import ConfigDict
+
+    from configs import default
+
+    module = __import__(f"configs.{name}", fromlist=["get_config"])
+    config = module.get_config()
+    assert isinstance(config, ConfigDict)
+
+    def keys(c, prefix=""):
+        for key, value in c.items():
+            yield prefix + key
+            if isinstance(value, ConfigDict):
+                yield from keys(value, f"{prefix}{key}.")
+
+    assert set(keys(default.get_config())) <= set(keys(config))

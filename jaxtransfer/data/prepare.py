@@ -30,7 +30,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         prog="python -m jaxtransfer.data.prepare", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--dataset", required=True, help=", ".join(builders.BUILDERS))
-    parser.add_argument("--manual_dir", required=True, help="the raw data root")
+    parser.add_argument(
+        "--manual_dir",
+        required=True,
+        help="the raw data root, or the download's own folder (e.g. RAW/chest_xray)",
+    )
     parser.add_argument("--data_dir", required=True, help="where prepared data go")
     parser.add_argument(
         "--size", type=int, default=None, help="image side (default: the CCA size)"
@@ -98,6 +102,8 @@ def prepare(args: argparse.Namespace):
     if not manual_dir.is_dir():
         raise sources.LayoutError(f"--manual_dir {manual_dir} is not a folder.")
     name = builders.dataset_name(args.dataset)
+    if name != "byo":  # the download's own folder works as well as its parent
+        manual_dir = sources.data_root(builders.BUILDERS[name].TARGET, manual_dir)
     if args.csv is not None and name != "byo":
         raise ValueError("--csv is for --dataset byo only.")
     builder = builders.make_builder(

@@ -763,6 +763,28 @@ READERS = {
 }
 
 
+# The folders a target's download puts under the data root.
+TOP_FOLDERS = {
+    "isic": (ISIC_DIR,),
+    "chest": (CHEST_DIR,),
+    "breast": (BREAST_DIR,),
+    "thyroid": (THYROID_DIR,),
+    "knee": (KNEE_DIR,),
+    "mammograms": (MAMMOGRAM_DIR,),
+    **{subset: (PCAM_PNG_DIR.split("/")[0], PCAM_H5_DIR) for subset in PCAM_SUBSETS},
+}
+
+
+def data_root(target: str, folder: str | os.PathLike) -> Path:
+    """The data root of ``target``'s download given either the root or the
+    download's own top folder (``.../chest_xray`` as well as its parent)."""
+    folder = Path(folder)
+    tops = TOP_FOLDERS.get(target, ())
+    if folder.name in tops and not any((folder / top).exists() for top in tops):
+        return folder.parent
+    return folder
+
+
 def read_target(target: str, data_root: str | os.PathLike, **kwargs) -> list[Example]:
     """The examples of `target` (one of `TARGETS`) under `data_root`."""
     if target in PCAM_SUBSETS:

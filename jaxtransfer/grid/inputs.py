@@ -61,6 +61,8 @@ def prepare_command(config: ConfigDict, size: int) -> str:
     folds = (
         f" --paper_folds {config.data.paper_folds}" if config.data.paper_folds else ""
     )
+    if config.data.get("csv"):  # a BYO target labelled by a CSV
+        folds += f" --csv {config.data.csv}"
     return (
         f"python -m jaxtransfer.data.prepare --dataset {config.data.name} "
         f"--manual_dir {config.data.manual_dir} --data_dir {config.data.data_dir} "

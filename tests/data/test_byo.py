@@ -2,6 +2,7 @@
 
 import collections
 import csv
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,6 +10,8 @@ import tensorflow_datasets as tfds
 import tfds_helpers as h
 from PIL import Image
 
+from configs import byo_example
+from jaxtransfer import main
 from jaxtransfer.data import builders, byo, decode, loader, prepare, sources, splits
 from jaxtransfer.data.synthetic import draw_image
 
@@ -214,16 +217,8 @@ def test_one_class_folder_is_rejected(tmp_path):
         byo.read_folders(tmp_path)
 
 
-def test_example_config_drives_prepare_and_load(tmp_path):
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location(
-        "byo_example", Path(__file__).parents[2] / "configs" / "byo_example.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
+def test_example_config_prepares_and_runs_the_grid(tmp_path):
+    config = byo_example.get_config()
     assert config.data.name == "byo"
     config.data.manual_dir = str(tmp_path / "raw")
     config.data.data_dir = str(tmp_path / "out")
@@ -245,3 +240,19 @@ def test_example_config_drives_prepare_and_load(tmp_path):
     path = builders.prepared_dir(config.data.data_dir, "byo", config.data.size)
     arrays = loader.load_split(path, "fold1_train")
     assert arrays.images.shape[1:] == (16, 16, 3)
+    # The same config runs the grid (random init alone: no weights here).
+    config.model.name = "tiny"
+    config.data.size = 32
+    assert _run(*argv[:-1], 32) == 0
+    config.grid.sources = ("random",)
+    config.grid.folds = (1,)
+    config.train.num_epochs = 1
+    config.analysis.enabled = False
+    config.host.reuse_freed_memory = False
+    summary = main.run(config, tmp_path / "run")
+    assert list(summary["AUC"]) == ["random-freezeFalse"]
+    assert (
+        (tmp_path / "run" / "AUC.csv")
+        .read_text()
+        .startswith("target,source,freeze,fold,AUC\nbyo,random,freezeFalse,fold1,")
+    )

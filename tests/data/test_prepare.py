@@ -13,7 +13,15 @@ import pytest
 import tensorflow_datasets as tfds
 import tfds_helpers as h
 
-from jaxtransfer.data import builders, decode, prepare, sources, splits, synthetic
+from jaxtransfer.data import (
+    builders,
+    decode,
+    loader,
+    prepare,
+    sources,
+    splits,
+    synthetic,
+)
 
 
 def _run(*argv):
@@ -320,3 +328,30 @@ def test_pcam_paper_folds_choose_their_patches_among_all(tmp_path):
             r["path"] for r in h.records(read.as_data_source(f"fold{fold.number}_test"))
         ]
         assert got == [chosen[i].paper_path for i in fold.test]
+
+
+def test_the_downloads_own_folder_prepares_as_its_parent(knee_raw, tmp_path):
+    raw, _ = knee_raw
+    common = ["--dataset", "knee", "--data_dir"]
+    size = ["--size", 32, "--no_progress"]
+    assert _run(*common, tmp_path / "root", "--manual_dir", raw, *size) == 0
+    own = raw / sources.KNEE_DIR
+    assert _run(*common, tmp_path / "own", "--manual_dir", own, *size) == 0
+    for split in ("fold1_train", "fold1_test"):
+        a, b = (
+            loader.load_split(builders.prepared_dir(tmp_path / d, "knee", 32), split)
+            for d in ("root", "own")
+        )
+        np.testing.assert_array_equal(a.images, b.images)
+        assert list(a.paths) == list(b.paths)
+
+
+@pytest.mark.parametrize("target", sorted(sources.TOP_FOLDERS))
+def test_data_root_is_found_from_either_folder(target, tmp_path):
+    top = sources.TOP_FOLDERS[target][0]
+    (tmp_path / top).mkdir()
+    assert sources.data_root(target, tmp_path) == tmp_path
+    assert sources.data_root(target, tmp_path / top) == tmp_path
+    # A root that merely shares the name (it holds the download inside) stays.
+    (tmp_path / top / top).mkdir()
+    assert sources.data_root(target, tmp_path / top) == tmp_path / top
