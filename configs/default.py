@@ -118,16 +118,16 @@ def get_config(arg: str | None = None) -> ConfigDict:
     # Eigen/singular values of the CCA kernel: "linalg" (LAPACK on CPU, cuSOLVER on
     # GPU, one matrix at a time above 32x32), "jacobi" (all matrices at once),
     # "cholesky" (no decomposition: Cholesky whitening and a matmul-only sum of
-    # singular values) or "auto": Cholesky on a GPU (7x faster than Jacobi on an
-    # H100), linalg elsewhere.
+    # singular values) or "auto": the fastest measured on the platform, Cholesky on
+    # a GPU and linalg elsewhere (docs/analysis.md#cca).
     config.analysis.cca_decomposition = "auto"
 
     config.log = ConfigDict()
     config.log.progress = True
 
-    # glibc malloc keeps freed memory for reuse (jaxtransfer.runtime.host): on XLA:CPU a
-    # ResNet50 step stops page-faulting its buffers (17.9 -> 20.5 images/s);
-    # small, compile-bound runs get slower (the demo: +54%), so it sets False.
+    # glibc malloc keeps freed memory for reuse (jaxtransfer.runtime.host): on
+    # XLA:CPU a ResNet50 step stops page-faulting its buffers; small, compile-bound
+    # runs get slower, so the demo sets False.
     config.host = ConfigDict()
     config.host.reuse_freed_memory = True
 

@@ -59,8 +59,8 @@ whitening is used), and the mean takes the sum of the singular values from the
 Newton-Schulz polar iteration (`jaxtransfer.analysis.polar`), matrix products only.
 Against the float64 reference it is as accurate as the other two (every test runs
 with all three); `canonical_correlations` still takes `jnp.linalg`'s SVD for the
-individual values. On an H100 it computed the paper's 1750 CCAs 7x faster than
-Jacobi (28 against 194 ms, 1055x the float64 reference), so "auto" picks it on GPUs.
+individual values. On GPUs it is the fastest of the three, so "auto" picks it there
+(benchmarks/RESULTS.md).
 
 `mean_cca_reference_numpy` is a plain float64 NumPy port of the svcca code path, kept
 here as the oracle for the tests and the benchmark baseline.
@@ -159,11 +159,10 @@ def gram(z, precision=_HIGHEST):
 def host_gram(z) -> np.ndarray:
     """`gram` by the host's BLAS (NumPy's float32 or float64 products), outside jit.
 
-    For XLA:CPU: on the shared sample's (N, 8 x 64) Grams OpenBLAS runs about 1.7x
-    faster than XLA:CPU's batched product, and faster still as one single-threaded
-    product per BLAS thread over a share of the rows, summed
-    (`host.map_single_threaded_blas`; benchmarks/RESULTS.md). A CPU jax array is
-    read in place, without a copy.
+    For XLA:CPU: on the shared sample's (N, 8 x 64) Grams OpenBLAS is faster than
+    XLA:CPU's batched product, and faster still as one single-threaded product per
+    BLAS thread over a share of the rows, summed (`host.map_single_threaded_blas`).
+    A CPU jax array is read in place, without a copy.
     """
     z = np.asarray(z)
     shares = np.array_split(z, host.blas_threads(), axis=-2)
@@ -190,8 +189,7 @@ def covariance(z, precision=_HIGHEST):
     z = jnp.asarray(z, _float_dtype(z))
     n = z.shape[-2]
     # XLA fuses elementwise producers into a dot operand and then picks a much slower
-    # Gram kernel (measured 3-4x slower on CPU); materialising the centred data first
-    # keeps the fast path.
+    # Gram kernel on CPUs; materialising the centred data first keeps the fast path.
     centred = jax.lax.optimization_barrier(centre(z))  # (..., N, D)
     return gram(centred, precision) / (n - 1)
 
@@ -256,10 +254,10 @@ def _masked_correlation(sigma, keep, diag_scaled, epsilon):
 
 
 DECOMPOSITIONS = ("linalg", "jacobi", "cholesky")
-# "auto" picks the platform's fastest measured one: Cholesky on GPUs (on an H100,
-# 7x faster than Jacobi, which is 10x faster than cuSOLVER's one-matrix-at-a-time
-# decompositions), LAPACK elsewhere (on a CPU Jacobi is 3-10x slower and Cholesky
-# 1.2x). benchmarks/RESULTS.md has the measurements.
+# "auto" picks the platform's fastest measured one: Cholesky on GPUs (faster than
+# Jacobi, which is faster than cuSOLVER's one-matrix-at-a-time decompositions),
+# LAPACK elsewhere (on a CPU both others are slower). benchmarks/RESULTS.md has the
+# measurements.
 DECOMPOSITION_CHOICES = ("auto", *DECOMPOSITIONS)
 
 

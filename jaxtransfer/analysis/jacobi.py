@@ -3,8 +3,8 @@
 Why: the CCA kernel needs two symmetric eigendecompositions and one set of singular
 values per comparison, about 5000 decompositions of 64x64 matrices for the paper's
 workload. On a GPU, jaxlib lowers `eigh` and `svd` of matrices larger than 32x32 to one
-cuSOLVER call per matrix, one after another (benchmarks/RESULTS.md: 99% of the kernel's
-time on an H200). Jacobi methods need only elementwise work, so every matrix of the
+cuSOLVER call per matrix, one after another, and those calls take nearly all of the
+kernel's time. Jacobi methods need only elementwise work, so every matrix of the
 batch moves in lockstep and the whole batch costs a few array passes per round.
 
 The method is cyclic Jacobi with the round-robin ("circle") ordering: the n indices sit

@@ -25,7 +25,7 @@ folds partition the data, docs/protocol.md#targets). Then `all` is the whole dat
 expression (`split_expression`): `builder.as_data_source(split_expression(
 'fold1_train'))` works on a plain `tfds.builder_from_directory` builder and the
 expressions are in `info.metadata['splits']`. Storing train copies instead would
-take 6x the disk and 6x the decoding (CBIS-DDSM PNGs are ~30 MB each).
+take six times the disk and the decoding.
 
 **Folds.** By default the paper's procedure (`splits.make_target_folds`, checked
 by `splits.check_folds`); with `paper_folds_dir` the paper's fold CSVs

@@ -4,16 +4,14 @@ XLA:CPU allocates the temporaries of a compiled program on each call and frees t
 after. glibc's malloc hands large blocks out as fresh ``mmap`` pages and returns
 them to the kernel on ``free``: above its mmap threshold (32 MiB at most by
 default), and for anything larger than a thread arena's 64 MiB heap. So every train
-step touches hundreds of MB of new pages: measured on a 2-core VM, 171k minor page
-faults and 0.35 s of kernel time per ResNet50 step at 112 px, batch 32, and an
-elementwise pass over 100 MB ran at 5 GB/s instead of 19.
+step touches hundreds of MB of new pages, and page faults take a large share of a
+ResNet50 step.
 
 `reuse_freed_memory` tells malloc to serve blocks up to 1 GiB from one heap and to
 keep freed memory for the next call, so steady-state steps allocate without
-faulting: the ResNet50 step above went from 17.9 to 20.5 images/s, the CCA kernel
-on the paper's workload from 10.3 to 6.4 s (benchmarks/RESULTS.md). One heap
-serialises the allocations of all threads, though: small, compile-bound programs
-got slower (the demo grid +54%, compiling a step +14%). So it is a choice of the
+faulting: ResNet50 steps and the CCA kernel get faster (benchmarks/RESULTS.md). One
+heap serialises the allocations of all threads, though: small, compile-bound
+programs get slower. So it is a choice of the
 entry points (``config.host.reuse_freed_memory``, the analysis and extraction
 CLIs, the benchmarks), made before jax starts its backend (thread arenas are
 created then); a library import never does it. ``JAXTRANSFER_DEFAULT_MALLOC=1``
@@ -21,8 +19,7 @@ keeps glibc's defaults everywhere (e.g. to measure the difference). Elsewhere th
 Linux with glibc it does nothing.
 
 `map_single_threaded_blas` runs BLAS calls side by side, one single-threaded call a
-core: on the CCA's Gram products OpenBLAS's own threads were 1.2-1.9x slower than
-that.
+core: on the CCA's Gram products that beats OpenBLAS's own threads.
 """
 
 import concurrent.futures
@@ -87,10 +84,9 @@ def map_single_threaded_blas(fn, items) -> list:
     """``[fn(item) for item in items]`` in parallel threads, BLAS single-threaded.
 
     NumPy releases the GIL in BLAS calls, so ``fn``s that are mostly BLAS run side
-    by side, one a core. For the CCA's Gram products on a 2-core CPU (10000 rows,
-    128 or 512 columns) that was 1.2-1.9x faster than one product on OpenBLAS's
-    own threads (benchmarks/RESULTS.md). The BLAS thread count is process-wide: it
-    is 1 for the whole map.
+    by side, one a core. For the CCA's Gram products (10000 rows, 128 or 512
+    columns) that is faster than one product on OpenBLAS's own threads. The BLAS
+    thread count is process-wide: it is 1 for the whole map.
     """
     items = list(items)
     if len(items) < 2:
