@@ -42,7 +42,10 @@ def get_config(arg: str | None = None) -> ConfigDict:
 
     config.grid = ConfigDict()
     config.grid.sources = ("ImageNet", "RadImageNet", "random")
-    config.grid.freeze = (False, True)  # random init runs freezeFalse only
+    config.grid.freeze = (False, True)
+    # The sources that get the frozen-base first stage when freeze is True: random
+    # init has no pre-trained base to freeze, so it runs freezeFalse only.
+    config.grid.freeze_sources = ("ImageNet", "RadImageNet")
     config.grid.folds = FOLDS
 
     config.init = ConfigDict()
@@ -56,7 +59,8 @@ def get_config(arg: str | None = None) -> ConfigDict:
 
     config.model = ConfigDict()
     config.model.name = "resnet50"  # or "tiny" for tests and demos
-    config.model.head_dropout = 0.5  # pretrained sources; random init has none
+    config.model.head_dropout = 0.5  # pretrained sources (Dropout(0.5) + Dense)
+    config.model.random_head_dropout = 0.0  # Keras ResNet50(weights=None): none
     config.model.compute_dtype = "float32"  # "bfloat16" on accelerators
 
     config.train = ConfigDict()
@@ -65,10 +69,12 @@ def get_config(arg: str | None = None) -> ConfigDict:
     config.train.num_epochs = 200
     config.train.learning_rate = 1e-5
     config.train.patience = 30  # early stopping on val loss; best weights kept
+    config.train.monitor = "loss"  # what fine-tuning stops and keeps weights on
     config.train.head_learning_rate = 1e-3  # freezeTrue stage 1 (Keras Adam default)
     # The reference runs both stages up to the same --epoch; None follows num_epochs.
     config.train.head_num_epochs = config_dict.placeholder(int)
     config.train.head_patience = 10  # early stopping on val accuracy
+    config.train.head_monitor = "accuracy"  # what the head stage stops on
     # docs/protocol.md#head-stage: the reference's head-stage EarlyStopping does not
     # restore the best weights, so fine-tuning starts from the last head epoch; True
     # starts it from the best-validation-accuracy head instead.

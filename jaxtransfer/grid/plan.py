@@ -40,19 +40,36 @@ class RunSpec:
         return f"{self.setting}/fold{self.fold}"
 
 
+MONITORS = ("loss", "accuracy")  # what a stage's early stopping watches
+
+
+def check(config: ConfigDict) -> None:
+    """Raises a ValueError naming the field if a rule of the config is unknown."""
+    for field in ("grid.sources", "grid.freeze_sources"):
+        for source in _get(config, field):
+            if source not in SOURCES:
+                raise ValueError(f"config.{field}: unknown {source!r}; known {SOURCES}")
+    for field in ("train.monitor", "train.head_monitor"):
+        if _get(config, field) not in MONITORS:
+            raise ValueError(
+                f"config.{field}={_get(config, field)!r}: expected one of {MONITORS}"
+            )
+
+
+def _get(config: ConfigDict, field: str):
+    section, name = field.split(".")
+    return config[section][name]
+
+
 def runs(config: ConfigDict) -> list[RunSpec]:
     """Every run of the config, fold-major (each fold's data is loaded once)."""
-    for source in config.grid.sources:
-        if source not in SOURCES:
-            raise ValueError(
-                f"config.grid.sources: unknown {source!r}; known {SOURCES}"
-            )
+    check(config)
     return [
         RunSpec(source, freeze, fold)
         for fold in config.grid.folds
         for source in config.grid.sources
         for freeze in config.grid.freeze
-        if not (source == "random" and freeze)  # the paper has no frozen random
+        if not freeze or source in config.grid.freeze_sources
     ]
 
 
@@ -86,7 +103,11 @@ def build_model(config: ConfigDict, spec: RunSpec, outputs: int) -> resnet.ResNe
     """
     rngs = nnx.Rngs(jax.random.fold_in(jax.random.key(config.seed), spec.fold))
     make = models.get(config.model.name)
-    dropout = 0.0 if spec.source == "random" else config.model.head_dropout
+    dropout = (
+        config.model.random_head_dropout
+        if spec.source == "random"
+        else config.model.head_dropout
+    )
     # Parameters stay float32 (master weights); compute_dtype sets the arithmetic.
     model = make(
         num_classes=outputs,
@@ -124,7 +145,7 @@ def stages(config: ConfigDict, spec: RunSpec) -> list[engine.Stage]:
         "finetune",
         t.learning_rate,
         t.num_epochs,
-        "loss",
+        t.monitor,
         t.patience,
         head_only=False,
         bn_train=t.stage2_bn_train if spec.freeze else True,
@@ -136,7 +157,7 @@ def stages(config: ConfigDict, spec: RunSpec) -> list[engine.Stage]:
         "head",
         t.head_learning_rate,
         t.num_epochs if t.head_num_epochs is None else t.head_num_epochs,
-        "accuracy",
+        t.head_monitor,
         t.head_patience,
         head_only=True,
         bn_train=False,

@@ -235,12 +235,21 @@ RESUMABLE_CHANGES = (
 )
 
 
+# Fields added to the config after workdirs were recorded without them, with the
+# value every run before them used: such a workdir resumes while they keep it.
+ADDED_FIELDS = {
+    "model.random_head_dropout": 0.0,
+    "train.monitor": "loss",
+    "train.head_monitor": "accuracy",
+}
+
+
 def check_resume(config: ConfigDict, workdir: Path) -> None:
     """Refuses to resume a workdir whose finished runs used another config."""
     recorded = workdir / "config.json"
     if not recorded.is_file():
         return
-    old = files.flatten(json.loads(recorded.read_text()))
+    old = {**ADDED_FIELDS, **files.flatten(json.loads(recorded.read_text()))}
     new = files.flatten(json.loads(config.to_json_best_effort()))
     missing = "(not set)"
     changed = [
@@ -276,6 +285,7 @@ def run(config: ConfigDict, workdir: str | os.PathLike) -> dict:
     check_resume(config, workdir)
     if warning := partial_v1_warning(config):
         logging.warning(warning)
+    plan.check(config)
     # Whether the AUC fits the target is checked once the data is read.
     results.check_auc_choice(config.eval.auc)
     models.get(config.model.name)

@@ -166,6 +166,13 @@ def test_targets_expect_the_papers_fold_csvs(tmp_path):
         ("analysis", "cca_decomposition", "qr", "cca_decomposition='qr': expected"),
         ("eval", "auc", "roc", "config.eval.auc='roc': expected one of"),
         ("model", "name", "resnet5", "config.model.name='resnet5': expected one of"),
+        ("train", "monitor", "auc", "config.train.monitor='auc': expected one of"),
+        (
+            "grid",
+            "freeze_sources",
+            ("ImageNet", "Rad"),
+            "freeze_sources: unknown 'Rad'",
+        ),
     ],
 )
 def test_unknown_choices_stop_before_any_compute(
@@ -333,3 +340,32 @@ def test_resuming_with_another_config_is_refused_before_any_compute(
     with pytest.raises(ValueError, match=r"train.learning_rate: 0.001 -> 0.1\)"):
         grid.run(config, workdir)
     assert not (tmp_path / "raw").exists()
+
+
+def test_the_papers_stage_rules_come_from_the_config():
+    config = default.for_target("knee")
+    names = {spec.directory.split("/")[0] for spec in plan.runs(config)}
+    assert names == {
+        "ImageNet-freezeFalse", "ImageNet-freezeTrue", "RadImageNet-freezeFalse",
+        "RadImageNet-freezeTrue", "random-freezeFalse",
+    }  # fmt: skip
+    head, finetune = plan.stages(config, plan.RunSpec("ImageNet", True, 1))
+    assert (head.monitor, finetune.monitor) == ("accuracy", "loss")
+    config.grid.freeze_sources = ("ImageNet",)
+    config.train.monitor = "accuracy"
+    names = {spec.directory.split("/")[0] for spec in plan.runs(config)}
+    assert "RadImageNet-freezeTrue" not in names and "ImageNet-freezeTrue" in names
+    assert plan.stages(config, plan.RunSpec("ImageNet", False, 1))[0].monitor == (
+        "accuracy"
+    )
+
+
+def test_a_workdir_recorded_before_a_rule_became_a_field_resumes(tmp_path):
+    config = demo.get_config()
+    recorded = json.loads(config.to_json_best_effort())
+    del recorded["train"]["monitor"], recorded["model"]["random_head_dropout"]
+    (tmp_path / "config.json").write_text(json.dumps(recorded))
+    runner.check_resume(config, tmp_path)  # the values the code used then
+    config.train.monitor = "accuracy"
+    with pytest.raises(ValueError, match="train.monitor: 'loss' -> 'accuracy'"):
+        runner.check_resume(config, tmp_path)
