@@ -9,7 +9,7 @@ with --coordinator_address=HOST:PORT --num_processes=P --process_id=I; the workd
 must be on a filesystem they share.
 
 ``run(config, workdir)`` is the same job for Python callers: the grid
-(``jaxtransfer.grid``), then its analysis (``jaxtransfer.analyze``).
+(``jaxtransfer.grid``), then its analysis (``jaxtransfer.analysis.study``).
 """
 
 import logging
@@ -20,8 +20,8 @@ import jax
 from absl import app, flags
 from ml_collections import config_flags
 
-from jaxtransfer import analyze, grid
-from jaxtransfer.analysis import cca
+from jaxtransfer import grid
+from jaxtransfer.analysis import cca, study
 from jaxtransfer.runtime import host, processes, xla_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", lock_config=True)
@@ -49,7 +49,7 @@ def run(config, workdir: str | os.PathLike) -> dict:
     summary = grid.run(config, workdir)
     if config.analysis.enabled:
         if processes.is_primary():
-            analyze.run(workdir)  # with the settings config.json records
+            study.run(workdir)  # with the settings config.json records
         processes.sync_processes("analysis written")
     return summary
 

@@ -2,7 +2,7 @@
 the paper's.
 
 Pure text rendering from rows (dicts as read from the result CSVs); the driver
-(`jaxtransfer.analyze`) reads and writes the files.
+(`jaxtransfer.analysis.study`) reads and writes the files.
 """
 
 import math

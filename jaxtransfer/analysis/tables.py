@@ -1,8 +1,8 @@
 """The paper's result tables (docs/protocol.md#result-files): headers, CSV text,
 derived tables, and the paper's numbers for a report.
 
-No jax here: the analysis of one target (`jaxtransfer.analyze`) and the pooling of
-several (`jaxtransfer.pool`) read and write the same files with these functions.
+No jax here: the analysis of one target (`analysis.study`) and the pooling of
+several (`analysis.pooling`) read and write the same files with these functions.
 """
 
 import csv

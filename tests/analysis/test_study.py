@@ -9,7 +9,7 @@ from paper_reference import PAPER_RESULTS, needs_paper_results
 
 from configs import demo
 from jaxtransfer import analyze, main
-from jaxtransfer.analysis import similarity, tables
+from jaxtransfer.analysis import similarity, study, tables
 
 PAPER_SCHEMA_FILES = {
     "CCA_breast.csv": "CCA_breast.csv",
@@ -167,7 +167,7 @@ def test_rerun_with_the_recorded_seed_reproduces_the_cca(workdir):
     out = workdir / "analysis"
     first = (out / "CCA_breast.csv").read_text()
     assert json.loads((out / "CCA_breast_sampling.json").read_text())["seed"] == 7
-    analyze.run(workdir, reference="")  # seed and the rest from config.json
+    study.run(workdir, reference="")  # seed and the rest from config.json
     assert (out / "CCA_breast.csv").read_text() == first
     assert (
         "paper"
@@ -185,6 +185,6 @@ def test_cli_refuses_a_workdir_without_a_finished_grid(tmp_path, capsys):
     assert stop.value.code == 2
     assert f"{tmp_path}: no AUC.csv" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json"]
-    with pytest.raises(analyze.NotAFinishedGrid, match="no config.json or AUC.csv"):
-        analyze.run(tmp_path / "missing")
+    with pytest.raises(study.NotAFinishedGrid, match="no config.json or AUC.csv"):
+        study.run(tmp_path / "missing")
     assert not (tmp_path / "missing").exists()

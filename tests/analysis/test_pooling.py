@@ -15,7 +15,7 @@ from paper_reference import PAPER_GAIN, PAPER_RESULTS, needs_paper_results
 
 from configs import default
 from jaxtransfer import pool
-from jaxtransfer.analysis import similarity, tables
+from jaxtransfer.analysis import pooling, similarity, tables
 from jaxtransfer.runtime import files
 
 pytestmark = needs_paper_results
@@ -141,7 +141,7 @@ def test_pooled_workdir_is_a_reference_and_has_figures_and_report(pooled):
 
 def test_a_subset_is_compared_with_the_papers_same_targets_and_all(tmp_path):
     workdirs = [make_target_workdir(tmp_path, t) for t in ("knee", "chest")]
-    summary = pool.run(workdirs, tmp_path / "two", reference=PAPER_RESULTS)
+    summary = pooling.run(workdirs, tmp_path / "two", reference=PAPER_RESULTS)
     assert summary["gain_points"] == {"ImageNet": 10, "RadImageNet": 10}
     report = (tmp_path / "two" / "report.md").read_text()
     for column in ("this run, 2 targets pooled", "paper, these targets",
@@ -170,7 +170,7 @@ def test_a_missing_result_file_is_named_with_its_workdir(tmp_path, missing):
     workdirs = [make_target_workdir(tmp_path, t) for t in ("chest", "knee")]
     (workdirs[1] / missing).unlink()
     with pytest.raises(FileNotFoundError) as error:
-        pool.run(workdirs, tmp_path / "all")
+        pooling.run(workdirs, tmp_path / "all")
     assert str(workdirs[1]) in str(error.value) and missing in str(error.value)
     assert not (tmp_path / "all").exists()
 
@@ -180,10 +180,10 @@ def test_the_same_target_twice_is_refused(tmp_path):
     other = tmp_path / "again"
     shutil.copytree(knee, other / "knee")
     with pytest.raises(ValueError, match="'knee' given twice") as error:
-        pool.run([knee, other / "knee"], tmp_path / "all")
+        pooling.run([knee, other / "knee"], tmp_path / "all")
     assert str(knee) in str(error.value) and str(other / "knee") in str(error.value)
     with pytest.raises(ValueError, match="given twice"):
-        pool.run([knee, knee], tmp_path / "all")
+        pooling.run([knee, knee], tmp_path / "all")
     assert not (tmp_path / "all").exists()
 
 
@@ -199,7 +199,7 @@ def test_configs_that_change_the_numbers_are_refused(tmp_path, arg, overrides, f
     knee = make_target_workdir(tmp_path, "knee")
     chest = make_target_workdir(tmp_path, "chest", arg, **overrides)
     with pytest.raises(ValueError, match=f"field '{field}' differs") as error:
-        pool.run([knee, chest], tmp_path / "all")
+        pooling.run([knee, chest], tmp_path / "all")
     assert str(knee) in str(error.value) and str(chest) in str(error.value)
     assert not (tmp_path / "all").exists()
 
@@ -207,8 +207,8 @@ def test_configs_that_change_the_numbers_are_refused(tmp_path, arg, overrides, f
 def test_other_config_differences_are_noted_not_refused(tmp_path):
     knee = make_target_workdir(tmp_path, "knee")
     chest = make_target_workdir(tmp_path, "chest", **{"train.batch_size": 64})
-    runs = [pool.read_target(knee), pool.read_target(chest)]
-    shared, notes = pool.check_poolable(runs)
+    runs = [pooling.read_target(knee), pooling.read_target(chest)]
+    shared, notes = pooling.check_poolable(runs)
     assert shared["protocol"] == "v1"
     assert len(notes) == 1 and "train.batch_size" in notes[0]
     assert "128" in notes[0] and "64" in notes[0]
@@ -219,7 +219,7 @@ def test_rows_of_another_target_are_refused(tmp_path):
     chest = make_target_workdir(tmp_path, "chest")
     shutil.copy(chest / "AUC.csv", knee / "AUC.csv")
     with pytest.raises(ValueError, match="target 'chest'.*says 'knee'") as error:
-        pool.read_target(knee)
+        pooling.read_target(knee)
     assert str(knee / "AUC.csv") in str(error.value)
 
 
