@@ -19,6 +19,12 @@ from jaxtransfer.runtime import xla_flags  # noqa: E402
 # level), and the heavy kernels (YNNPACK, Eigen) come precompiled. Set before any
 # test starts jax; subprocesses inherit it.
 xla_flags.add("--xla_backend_optimization_level=0")
+# For the same reason XLA skips most of its HLO optimisation passes in the tests
+# and the subprocesses they start: fusion and layout choices change float rounding
+# at most, and every comparison a test makes is between programs compiled alike or
+# within a tolerance.
+jax.config.update("jax_disable_most_optimizations", True)
+os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "true"
 
 # Many tests compile the same programs (the tiny model's steps at the same shapes),
 # in this process and in the subprocesses they start: one persistent compilation
@@ -48,3 +54,32 @@ def demo_sources(tmp_path_factory) -> dict[str, str]:
         name: str(pretraining.make(inputs.synthetic_source(config, name), root / name))
         for name in config.init.synthetic_domains
     }
+
+
+# The slowest test files, slowest first (pytest --durations on 2 cores). xdist
+# hands whole files to its workers in collection order (--dist loadfile): starting
+# with the longest leaves the many short files to fill the end evenly, instead of
+# one worker finishing a long file alone.
+SLOWEST_FILES = (
+    "training/test_devices.py",
+    "training/test_engine.py",
+    "grid/test_grid.py",
+    "test_main.py",
+    "analysis/test_study.py",
+    "benchmarks/test_train_throughput_script.py",
+    "benchmarks/test_grid_script.py",
+    "models/formats/test_keras_h5.py",
+    "benchmarks/test_cca_script.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    tests = os.path.dirname(__file__)
+
+    def rank(item):
+        path = os.path.relpath(str(item.path), tests)
+        return (
+            SLOWEST_FILES.index(path) if path in SLOWEST_FILES else len(SLOWEST_FILES)
+        )
+
+    items.sort(key=rank)  # stable: the rest keep their order
