@@ -3,7 +3,7 @@
 It writes a Keras-layout HDF5 ResNet50 (random weights and a 2-class head), converts
 it with the code behind ``converters.keras_h5`` exactly as a downloaded
 ImageNet/RadImageNet file would be, makes a small synthetic image set and extracts
-the study's taps with ``jaxtransfer.extract``.
+the study's taps as ``jaxtransfer.extract`` does.
 
 Usage:
   python -m jaxtransfer.demo --workdir runs/demo
@@ -17,8 +17,7 @@ import time
 import numpy as np
 from flax import nnx
 
-from jaxtransfer import extract
-from jaxtransfer.models import pretrained, resnet
+from jaxtransfer.models import features, pretrained, resnet
 from jaxtransfer.models.formats import keras_h5
 
 
@@ -52,15 +51,15 @@ def run(workdir: str, num_images: int = 64, size: int = 112) -> dict:
 
     np.save(images_path, synthetic_images(num_images, size))
     start = time.perf_counter()
-    names = extract.extract_to_npz(checkpoint, images_path, features_path)
+    names = features.extract_to_npz(checkpoint, images_path, features_path)
     seconds = time.perf_counter() - start
     print(
         f"3/3 extracted {len(names)} arrays for {num_images} images -> {features_path}"
     )
 
-    with np.load(features_path) as features:
-        shapes = {name: list(features[name].shape) for name in names}
-        pooled = features["pooled"]
+    with np.load(features_path) as saved:
+        shapes = {name: list(saved[name].shape) for name in names}
+        pooled = saved["pooled"]
     kinds = np.arange(num_images) % 2
     centroids = np.stack([pooled[kinds == k].mean(0) for k in (0, 1)])
     nearest = np.argmin(((pooled[:, None] - centroids) ** 2).sum(-1), axis=1)

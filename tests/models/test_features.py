@@ -1,4 +1,5 @@
-"""jaxtransfer.extract: taps of a converted Keras file on raw 0..255 images."""
+"""models.features and its command line, jaxtransfer.extract: taps of a converted
+Keras file on raw 0..255 images."""
 
 import keras
 import keras_oracle
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 
 from jaxtransfer import extract
-from jaxtransfer.models import pretrained
+from jaxtransfer.models import features, pretrained
 from jaxtransfer.models.formats import keras_h5
 
 
@@ -53,7 +54,7 @@ def test_extract_matches_keras_with_caffe_preprocessing(
 def test_extract_all_blocks(fine_tuned_checkpoint, tmp_path):
     checkpoint, _, _ = fine_tuned_checkpoint
     np.save(tmp_path / "x.npy", np.zeros((1, 32, 32, 3), np.float32))
-    names = extract.extract_to_npz(
+    names = features.extract_to_npz(
         str(checkpoint),
         str(tmp_path / "x.npy"),
         str(tmp_path / "y.npz"),
