@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -94,28 +95,40 @@ def summary(builder) -> str:
     return "\n".join(lines)
 
 
-def prepare(args: argparse.Namespace):
-    """Prepare (or reuse) the dataset the flags describe; returns its builder."""
+def prepare(
+    dataset: str,
+    manual_dir: str | os.PathLike,
+    data_dir: str | os.PathLike,
+    size: int | None = None,
+    *,
+    paper_folds: str | None = None,
+    csv: str | None = None,
+    sample_size: int = -1,
+    workers: int | None = None,
+    show_progress: bool = True,
+):
+    """Prepare (or reuse) a dataset, as the command's flags of the same names say;
+    returns its builder."""
     import tensorflow_datasets as tfds
 
-    manual_dir = Path(args.manual_dir)
+    manual_dir = Path(manual_dir)
     if not manual_dir.is_dir():
         raise sources.LayoutError(f"--manual_dir {manual_dir} is not a folder.")
-    name = builders.dataset_name(args.dataset)
+    name = builders.dataset_name(dataset)
     if name != "byo":  # the download's own folder works as well as its parent
         manual_dir = sources.data_root(builders.BUILDERS[name].TARGET, manual_dir)
-    if args.csv is not None and name != "byo":
+    if csv is not None and name != "byo":
         raise ValueError("--csv is for --dataset byo only.")
     builder = builders.make_builder(
         name,
-        args.data_dir,
-        args.size,
-        paper_folds_dir=args.paper_folds,
-        sample_size=args.sample_size,
+        data_dir,
+        size,
+        paper_folds_dir=paper_folds,
+        sample_size=sample_size,
         manual_dir=manual_dir if name == "byo" else None,
-        csv_file=args.csv,
-        workers=args.workers,
-        show_progress=not args.no_progress,
+        csv_file=csv,
+        workers=workers,
+        show_progress=show_progress,
     )
     if builder.is_prepared():
         recorded = (builder.info.metadata or {}).get("source")
@@ -134,7 +147,7 @@ def prepare(args: argparse.Namespace):
             + builder.MANUAL_DOWNLOAD_INSTRUCTIONS.strip()
         )
     tfds.disable_progress_bar()  # our own bar counts decoded images
-    scaffold = _scaffold(builder, args.data_dir)
+    scaffold = _scaffold(builder, data_dir)
     existed = {path for path in scaffold if path.exists()}
     try:
         builder.download_and_prepare(
@@ -185,7 +198,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     args = parse_args(argv)
     try:
-        builder = prepare(args)
+        builder = prepare(
+            args.dataset,
+            args.manual_dir,
+            args.data_dir,
+            args.size,
+            paper_folds=args.paper_folds,
+            csv=args.csv,
+            sample_size=args.sample_size,
+            workers=args.workers,
+            show_progress=not args.no_progress,
+        )
     except (sources.LayoutError, splits.FoldCheckError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -20,8 +20,6 @@ WEIGHT_DOWNLOADS = {
     "applications ImageNet weights)",
     "RadImageNet": "RadImageNet-ResNet50_notop.h5 (from the RadImageNet authors)",
 }
-
-
 PAPER_CODE = "github.com/DovileDo/revisiting-transfer"
 
 
@@ -118,19 +116,7 @@ def ensure_inputs(config: ConfigDict) -> Path:
             )
         for size in sizes:
             prepare.prepare(
-                prepare.parse_args(
-                    [
-                        "--dataset",
-                        config.data.name,
-                        "--manual_dir",
-                        str(raw),
-                        "--data_dir",
-                        config.data.data_dir,
-                        "--size",
-                        str(size),
-                        "--no_progress",
-                    ]
-                )
+                config.data.name, raw, config.data.data_dir, size, show_progress=False
             )
     processes.sync_processes("synthetic inputs and sources written")
     unprepared = [

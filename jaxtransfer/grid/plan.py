@@ -18,8 +18,6 @@ from jaxtransfer.models import pretrained, resnet
 from jaxtransfer.training import engine, steps
 
 SOURCES = ("ImageNet", "RadImageNet", "random")
-
-
 CATEGORICAL_TARGETS = ("isic", "knee")
 
 
@@ -40,9 +38,6 @@ class RunSpec:
         return f"{self.setting}/fold{self.fold}"
 
 
-MONITORS = ("loss", "accuracy")  # what a stage's early stopping watches
-
-
 def check(config: ConfigDict) -> None:
     """Raises a ValueError naming the field if a rule of the config is unknown."""
     for field in ("grid.sources", "grid.freeze_sources"):
@@ -50,9 +45,10 @@ def check(config: ConfigDict) -> None:
             if source not in SOURCES:
                 raise ValueError(f"config.{field}: unknown {source!r}; known {SOURCES}")
     for field in ("train.monitor", "train.head_monitor"):
-        if _get(config, field) not in MONITORS:
+        if _get(config, field) not in engine.MONITORS:
             raise ValueError(
-                f"config.{field}={_get(config, field)!r}: expected one of {MONITORS}"
+                f"config.{field}={_get(config, field)!r}: expected one of "
+                f"{engine.MONITORS}"
             )
 
 

@@ -48,9 +48,7 @@ def pretrain(source: SyntheticSource, workdir: Path) -> resnet.ResNet:
     raw = workdir / "raw"
     synthetic.write_target(source.domain, raw, image_size=source.size, seed=source.seed)
     name = source.domain.replace("-", "_")
-    flags = ["--dataset", name, "--manual_dir", str(raw)]
-    flags += ["--data_dir", str(workdir / "prepared"), "--size", str(source.size)]
-    prepare.prepare(prepare.parse_args([*flags, "--no_progress"]))
+    prepare.prepare(name, raw, workdir / "prepared", source.size, show_progress=False)
     directory = builders.prepared_dir(workdir / "prepared", name, source.size)
     split = loader.load_split(directory, "fold1_train")
     num_classes = len(split.class_names)

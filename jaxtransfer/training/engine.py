@@ -55,6 +55,7 @@ from jaxtransfer.training import steps
 from jaxtransfer.training.checkpoint import BackgroundSaves, RunCheckpointer
 
 MEMBER_MODES = ("loop", "map", "vmap")
+MONITORS = ("loss", "accuracy")  # what a stage's early stopping can watch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,7 +65,7 @@ class Stage:
     name: str  # 'head', 'finetune', 'pretrain'
     learning_rate: float
     num_epochs: int
-    monitor: str  # 'loss' or 'accuracy' (on the validation split)
+    monitor: str  # one of MONITORS (on the validation split)
     patience: int
     head_only: bool  # train the head alone, backbone frozen
     bn_train: bool  # BatchNorm on batch statistics while training
