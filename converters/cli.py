@@ -2,10 +2,10 @@
 
 import argparse
 import os
-import sys
 from collections.abc import Callable
 
 from jaxtransfer.models import pretrained
+from jaxtransfer.runtime import cli
 
 
 def run(convert: Callable, argv, *, description: str, input_help: str) -> int:
@@ -20,14 +20,13 @@ def run(convert: Callable, argv, *, description: str, input_help: str) -> int:
         "--keep_top", action="store_true", help="keep a 1000-class ImageNet top"
     )
     parser.add_argument("--overwrite", action="store_true")
+    cli.add_verbose(parser)
     args = parser.parse_args(argv)
-    if os.path.exists(args.output) and not args.overwrite:
-        sys.exit(f"error: {args.output} already exists (use --overwrite)")
-    try:
+    with cli.reported_errors(args.verbose):
+        if os.path.exists(args.output) and not args.overwrite:
+            raise FileExistsError(f"{args.output} already exists (use --overwrite)")
         model, metadata = convert(args.input, keep_top=args.keep_top)
         pretrained.save(model, metadata, args.output, overwrite=args.overwrite)
-    except (OSError, ValueError, ImportError) as e:
-        sys.exit(f"error: {e}")
     for note in metadata["notes"]:
         print(f"note: {note}")
     print(f"converted {args.input} ({metadata['source_layout']}) -> {args.output}")

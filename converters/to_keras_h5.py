@@ -12,10 +12,10 @@ Usage:
 
 import argparse
 import os
-import sys
 
 from jaxtransfer.models import pretrained
 from jaxtransfer.models.formats import keras_h5
+from jaxtransfer.runtime import cli
 
 
 def main(argv=None) -> int:
@@ -24,14 +24,13 @@ def main(argv=None) -> int:
     parser.add_argument("--output", required=True, help="Keras .h5 file to write")
     parser.add_argument("--no_head", action="store_true")
     parser.add_argument("--overwrite", action="store_true")
+    cli.add_verbose(parser)
     args = parser.parse_args(argv)
-    if os.path.exists(args.output) and not args.overwrite:
-        sys.exit(f"error: {args.output} already exists (use --overwrite)")
-    try:
+    with cli.reported_errors(args.verbose):
+        if os.path.exists(args.output) and not args.overwrite:
+            raise FileExistsError(f"{args.output} already exists (use --overwrite)")
         model, _ = pretrained.load(args.input)
         keras_h5.export(model, args.output, include_head=not args.no_head)
-    except (OSError, ValueError) as e:
-        sys.exit(f"error: {e}")
     print(f"wrote {args.output}")
     return 0
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from jaxtransfer.analysis import study
 from jaxtransfer.analysis.cca import DECOMPOSITION_CHOICES
-from jaxtransfer.runtime import host
+from jaxtransfer.runtime import cli, host, lock
 
 
 def main(argv=None) -> int:
@@ -47,10 +47,11 @@ def main(argv=None) -> int:
         "or auto: cholesky on a GPU, jnp.linalg elsewhere (default: "
         "config.analysis.cca_decomposition)",
     )
+    cli.add_verbose(parser)
     args = parser.parse_args(argv)
     host.reuse_freed_memory()  # before jax starts its backend
     logging.basicConfig(level=logging.INFO)
-    try:
+    with cli.reported_errors(args.verbose), lock.hold(args.workdir):
         summary = study.run(
             args.workdir,
             args.reference,
@@ -59,8 +60,6 @@ def main(argv=None) -> int:
             batch_size=args.batch_size,
             decomposition=args.cca_decomposition,
         )
-    except study.NotAFinishedGrid as error:  # checked first, before any compute
-        parser.error(str(error))
     print(f"wrote {Path(args.workdir) / 'analysis'}: report.md, {summary['figures']}")
     for note in summary["notes"]:
         print(f"note: {note}")

@@ -19,6 +19,7 @@ from flax import nnx
 
 from jaxtransfer.models import features, pretrained, resnet
 from jaxtransfer.models.formats import keras_h5
+from jaxtransfer.runtime import cli
 
 
 def synthetic_images(num_images: int, size: int, seed: int = 0) -> np.ndarray:
@@ -88,8 +89,10 @@ def main(argv=None) -> int:
     parser.add_argument("--workdir", default="runs/demo")
     parser.add_argument("--num_images", type=int, default=64)
     parser.add_argument("--size", type=int, default=112)
+    cli.add_verbose(parser)
     args = parser.parse_args(argv)
-    run(args.workdir, args.num_images, args.size)
+    with cli.reported_errors(args.verbose):
+        run(args.workdir, args.num_images, args.size)
     return 0
 
 

@@ -8,10 +8,9 @@ Usage:
 """
 
 import argparse
-import sys
 
 from jaxtransfer.models import features
-from jaxtransfer.runtime import host
+from jaxtransfer.runtime import cli, host
 
 
 def main(argv=None) -> int:
@@ -23,14 +22,13 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--all_blocks", action="store_true", help="also every block output (16)"
     )
+    cli.add_verbose(parser)
     args = parser.parse_args(argv)
     host.reuse_freed_memory()  # before jax starts its backend
-    try:
+    with cli.reported_errors(args.verbose):
         names = features.extract_to_npz(
             args.checkpoint, args.images, args.output, args.batch_size, args.all_blocks
         )
-    except (OSError, ValueError) as e:
-        sys.exit(f"error: {e}")
     print(f"wrote {args.output}: {', '.join(names)}")
     return 0
 

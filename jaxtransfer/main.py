@@ -12,9 +12,9 @@ must be on a filesystem they share.
 (``jaxtransfer.grid``), then its analysis (``jaxtransfer.analysis.study``).
 """
 
+import contextlib
 import logging
 import os
-import sys
 
 import jax
 from absl import app, flags
@@ -22,7 +22,7 @@ from ml_collections import config_flags
 
 from jaxtransfer import grid
 from jaxtransfer.analysis import cca, study
-from jaxtransfer.runtime import host, processes, xla_flags
+from jaxtransfer.runtime import cli, host, lock, processes, xla_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "where runs and results go")
@@ -34,23 +34,27 @@ _COORDINATOR = flags.DEFINE_string(
 )
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "processes in the run")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "this process's index")
+_VERBOSE = flags.DEFINE_bool("verbose", False, cli.VERBOSE_HELP)
 flags.mark_flags_as_required(["config", "workdir"])
 
 
 def run(config, workdir: str | os.PathLike) -> dict:
     """Runs (or resumes) a target's grid, then analyses it; returns the AUC summary.
 
-    Every choice is checked before any compute.
+    Every choice is checked before any compute. The job holds ``workdir`` while it
+    runs (``runtime.lock``; process 0 for all of a multi-process job).
     """
     if config.analysis.enabled:
         cca.resolve_decomposition(
             config.analysis.cca_decomposition, "config.analysis.cca_decomposition"
         )
-    summary = grid.run(config, workdir)
-    if config.analysis.enabled:
-        if processes.is_primary():
-            study.run(workdir)  # with the settings config.json records
-        processes.sync_processes("analysis written")
+    held = lock.hold(workdir) if processes.is_primary() else contextlib.nullcontext()
+    with held:
+        summary = grid.run(config, workdir)
+        if config.analysis.enabled:
+            if processes.is_primary():
+                study.run(workdir)  # with the settings config.json records
+            processes.sync_processes("analysis written")
     return summary
 
 
@@ -77,10 +81,8 @@ def main(argv):
     jax.config.update(
         "jax_compilation_cache_dir", os.path.join(_WORKDIR.value, ".jax_cache")
     )
-    try:
+    with cli.reported_errors(_VERBOSE.value):  # one message, no traceback
         run(_CONFIG.value, _WORKDIR.value)
-    except grid.MissingInputs as error:
-        sys.exit(str(error))  # the message is the help: no traceback before it
 
 
 if __name__ == "__main__":

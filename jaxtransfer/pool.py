@@ -8,9 +8,9 @@ Usage:
 """
 
 import argparse
-import sys
 
 from jaxtransfer.analysis import pooling
+from jaxtransfer.runtime import cli
 
 
 def main(argv=None) -> int:
@@ -20,11 +20,10 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--reference", default=None, help="the paper's result CSVs, for report.md"
     )
+    cli.add_verbose(parser)
     args = parser.parse_args(argv)
-    try:
+    with cli.reported_errors(args.verbose):
         summary = pooling.run(args.workdirs, args.workdir, args.reference)
-    except (OSError, ValueError) as e:
-        sys.exit(f"error: {e}")
     print(
         f"wrote {args.workdir}: {len(summary['inputs'])} targets, "
         f"{summary['gain_points']} CCA vs AUC gain points, report.md, "

@@ -5,8 +5,8 @@ Two processes with two virtual CPU devices each train a two-run grid together
 (ImageNet and RadImageNet with a frozen-base first stage, so both stages run): one
 member slot on each process's devices, each run's batch split over its two.
 Process 0 alone writes the shared files (the synthetic data and the pre-trained
-stand-ins included), each run's model is saved once, completely, and AUC.csv is
-one process's on one device, up to float rounding.
+stand-ins included), each run's model and log are written once, completely, and
+AUC.csv holds the AUC of the saved test predictions.
 """
 
 import csv
@@ -18,10 +18,12 @@ import textwrap
 from pathlib import Path
 
 import multiprocess
+import numpy as np
 import pytest
 
 from jaxtransfer.models import pretrained
 from jaxtransfer.runtime import xla_flags
+from jaxtransfer.training import metrics as metrics_lib
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -47,9 +49,8 @@ def _config_file(tmp_path: Path) -> Path:
                 config.grid.sources = ("ImageNet", "RadImageNet")
                 config.grid.freeze = (True,)  # both stages in each run
                 config.grid.folds = (1,)
-                config.train.num_epochs = 2
+                config.train.num_epochs = 1
                 config.train.head_num_epochs = 1
-                config.train.learning_rate = 1e-5  # the paper's: rounding stays small
                 config.analysis.enabled = False
                 return config
             """
@@ -85,31 +86,29 @@ def test_two_processes_run_the_grid_and_write_each_result_once(tmp_path):
     ]
     for out in multiprocess.run_together(commands, cwd=REPO, env=env):
         assert "process 1/2" in out or "process 0/2" in out
-    # The same grid in one process on one device (the sources exist by now).
-    env["XLA_FLAGS"] = xla_flags.CPU_NO_DEADLOCK
-    one = subprocess.run(
-        [*main, f"--workdir={tmp_path / 'one'}"], cwd=REPO, env=env,
-        capture_output=True, timeout=600,
-    )  # fmt: skip
-    assert one.returncode == 0, one.stderr.decode()[-3000:]
 
-    rows, expected = _read_auc(tmp_path / "two"), _read_auc(tmp_path / "one")
+    # That two processes train as one is the engine's test
+    # (tests/training/test_devices.py); here, that process 0 wrote each result
+    # once and whole: AUC.csv holds the AUC of the saved predictions.
+    rows = _read_auc(tmp_path / "two")
     assert [(r["source"], r["freeze"]) for r in rows] == [
         ("ImageNet", "freezeTrue"),
         ("RadImageNet", "freezeTrue"),
     ]
-    for row, reference in zip(rows, expected, strict=True):
-        assert row.keys() == reference.keys()
-        assert float(row["AUC"]) == pytest.approx(float(reference["AUC"]), abs=1e-6)
+    for row in rows:
         run_dir = tmp_path / "two" / f"{row['source']}-{row['freeze']}" / "fold1"
         model, metadata = pretrained.load(run_dir / "model")
         assert metadata["source_format"] == "jaxtransfer_run"
         metrics = json.loads((run_dir / "metrics.json").read_text())
-        one_metrics = json.loads(
-            (tmp_path / "one" / run_dir.relative_to(tmp_path / "two")
-             / "metrics.json").read_text()
-        )  # fmt: skip
-        assert metrics["test/loss"] == pytest.approx(one_metrics["test/loss"], rel=1e-4)
+        saved = np.load(run_dir / "test_predictions.npz")
+        assert len(saved["labels"]) == metrics["num_test"]
+        aucs = metrics_lib.auc_scores(saved["labels"], saved["probs"])
+        assert float(row["AUC"]) == pytest.approx(aucs[metrics["AUC_definition"]])
+        history = [
+            json.loads(line)
+            for line in (run_dir / "log.jsonl").read_text().splitlines()
+        ]
+        assert len(history) == metrics["epochs"]  # each epoch logged once
     leftovers = [p for p in (tmp_path / "two").rglob("*") if "partial" in p.name]
     assert leftovers == []
 

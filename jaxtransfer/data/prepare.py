@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from jaxtransfer.data import builders, sources, splits
+from jaxtransfer.runtime import cli
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -53,6 +54,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--workers", type=int, default=None, help="decoding threads")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
+    cli.add_verbose(parser)
     return parser.parse_args(argv)
 
 
@@ -197,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; returns the exit status."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     args = parse_args(argv)
-    try:
+    with cli.reported_errors(args.verbose):
         builder = prepare(
             args.dataset,
             args.manual_dir,
@@ -209,9 +211,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             workers=args.workers,
             show_progress=not args.no_progress,
         )
-    except (sources.LayoutError, splits.FoldCheckError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
     print(summary(builder))
     return 0
 

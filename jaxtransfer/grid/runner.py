@@ -96,12 +96,18 @@ class GridCallbacks(engine.Callbacks):
             (workdir / spec.directory).mkdir(parents=True, exist_ok=True)
             self.logs[spec.directory] = RunLog(spec, workdir / spec.directory)
         self.results: dict[RunSpec, dict] = {}
+        self.failures: dict[RunSpec, dict] = {}
 
     def epoch(self, run: engine.Run, record: dict) -> None:
         self.logs[run.name](record)
 
     def resumed(self, run: engine.Run, history: list[dict]) -> None:
         self.logs[run.name].restart(history)
+
+    def failed(self, run: engine.Run, history: list[dict], failure: dict) -> None:
+        self.logs[run.name].close()
+        spec = self.specs[run.name]
+        self.failures[spec] = mark_failed(spec, failure, self.workdir)
 
     def finished(self, run, history, test, probs) -> None:
         spec = self.specs[run.name]
@@ -123,8 +129,11 @@ def train_runs(
     folds: dict,
     workdir: Path,
     timings: engine.Timings | None = None,
-) -> dict[RunSpec, dict]:
+) -> tuple[dict[RunSpec, dict], dict[RunSpec, dict]]:
     """Trains and tests ``specs`` with the engine, as few groups as possible.
+
+    Returns the results of the runs that finished and the failures of those
+    whose training loss became NaN or inf.
 
     Runs with the same architecture and stages (e.g. the ImageNet and
     RadImageNet freezeFalse runs of every fold) are members of one ``engine.train``
@@ -164,7 +173,28 @@ def train_runs(
             )
     finally:
         callbacks.close()
-    return callbacks.results
+    return callbacks.results, callbacks.failures
+
+
+FAILED = "failed.json"
+
+
+def mark_failed(spec: RunSpec, failure: dict, workdir: Path) -> dict:
+    """Records a diverged run in its ``failed.json``; re-runs skip it."""
+    record = {"run": spec.directory, **failure}
+    if processes.is_primary():
+        files.write_text(
+            workdir / spec.directory / FAILED, json.dumps(record, indent=2) + "\n"
+        )
+    return record
+
+
+def failure_note(failure: dict) -> str:
+    return (
+        f"{failure['run']} failed: training loss {failure['train/loss']} in stage "
+        f"{failure['stage']}, epoch {failure['epoch']} (its {FAILED}; delete it "
+        "to train the run again)"
+    )
 
 
 def finish_run(
@@ -296,13 +326,15 @@ def run(config: ConfigDict, workdir: str | os.PathLike) -> dict:
         files.write_text(
             workdir / "config.json", config.to_json_best_effort(indent=2) + "\n"
         )
-    finished, pending = {}, []
+    finished, failed, pending = {}, {}, []
     for spec in plan.runs(config):
         done = workdir / spec.directory / "metrics.json"
         if done.is_file():
             finished[spec] = json.loads(done.read_text())
             shutil.rmtree(workdir / spec.directory / "checkpoints", ignore_errors=True)
             logging.info("%s: finished earlier, skipped", spec.directory)
+        elif (workdir / spec.directory / FAILED).is_file():
+            failed[spec] = json.loads((workdir / spec.directory / FAILED).read_text())
         else:
             pending.append(spec)
     if pending:
@@ -313,13 +345,24 @@ def run(config: ConfigDict, workdir: str | os.PathLike) -> dict:
         for _, class_names in folds.values():
             results.auc_key(config, len(class_names))  # before any training
         timings = engine.Timings()
-        finished.update(train_runs(config, pending, folds, workdir, timings))
+        done, diverged = train_runs(config, pending, folds, workdir, timings)
+        finished.update(done)
+        failed.update(diverged)
         logging.info("training time: %s", timings.summary())
-    run_results = [finished[spec] for spec in plan.runs(config)]
-    summary = {"runs": run_results, "AUC": results.summarize(run_results)}
+    run_results = [finished[spec] for spec in plan.runs(config) if spec in finished]
+    failures = [failed[spec] for spec in plan.runs(config) if spec in failed]
+    for failure in failures:
+        logging.warning(failure_note(failure))
+    summary = {
+        "runs": run_results,
+        "AUC": results.summarize(run_results),
+        "failed": failures,
+    }
     if primary:
         files.write_text(workdir / "AUC.csv", results.auc_csv(run_results))
         files.write_text(workdir / "summary.json", json.dumps(summary, indent=2) + "\n")
         results.print_table(config, summary["AUC"])
+        for failure in failures:
+            print(f"  {failure_note(failure)}")
     processes.sync_processes("grid written")
     return summary

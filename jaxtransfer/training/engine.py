@@ -122,10 +122,6 @@ class Settings:
     val_auc: Callable[[np.ndarray, np.ndarray], float] | None = None
 
 
-class NonFiniteLoss(FloatingPointError):
-    """A training loss became NaN or inf; the last good checkpoint is kept."""
-
-
 @dataclasses.dataclass
 class EarlyStopping:
     """Keras ``EarlyStopping`` (min_delta 0, no restore) plus its best epoch.
@@ -160,6 +156,13 @@ class Callbacks:
 
     def resumed(self, run: Run, history: list[dict]) -> None:
         """A run was restored from its checkpoint with this history."""
+
+    def failed(self, run: Run, history: list[dict], failure: dict) -> None:
+        """A run's training loss became NaN or inf; it trains no further.
+
+        ``failure`` says where (stage, epoch, loss); ``history`` holds its good
+        epochs, and its checkpoint the last good save. The other runs go on.
+        """
 
     def finished(self, run: Run, history: list[dict], test: dict | None, probs) -> None:
         """A run ended its last stage; ``run.model`` holds its final weights.
@@ -465,6 +468,7 @@ class _Engine:
         with timings.measure("input"):
             self.pools = {s: make_pool(runs, s, mesh) for s in ("train", "val", "test")}
         self.histories = {run.name: [] for run in runs}
+        self.failures: dict[str, dict] = {}
         self.saved = {}
         for run in runs:
             if run.checkpoint_dir is not None:
@@ -495,6 +499,7 @@ class _Engine:
         waiting = [
             run for run in self.runs
             if (self.saved.get(run.name) or {"stage": 0})["stage"] <= index
+            and run.name not in self.failures
         ]  # fmt: skip
         if not waiting:
             return
@@ -544,9 +549,12 @@ class _Engine:
                     members[slot] = member
             if not any(members):
                 break
-            state, best, finished = self._epoch(
+            state, best, finished, failed = self._epoch(
                 index, members, state, best, train_step, eval_step, select, bar
             )
+            for slot, failure in failed.items():
+                self._fail(members[slot], failure)
+                members[slot] = None
             self._checkpoint(index, members, finished, state, best, take)
             if finished:
                 self._finish(index, members, finished, state, best, eval_step, take)
@@ -588,8 +596,27 @@ class _Engine:
                 return None
         return member, member_state, member_best
 
+    def _fail(self, member: _Member, failure: dict) -> None:
+        """Takes a diverged run off its slot; its last good save stays."""
+        run = member.run
+        logging.warning(
+            "%s diverged: training loss %s in stage %s, epoch %d; it is marked "
+            "failed and the other runs go on",
+            run.name, failure["train/loss"], failure["stage"], failure["epoch"],
+        )  # fmt: skip
+        self.failures[run.name] = failure
+        if run.name in self.checkpointers:
+            with self.timings.measure("checkpoint"):
+                self.saves.submit(self.checkpointers.pop(run.name).close)
+                self.saves.wait()
+        self.callbacks.failed(run, member.history, failure)
+
     def _epoch(self, index, members, state, best, train_step, eval_step, select, bar):
-        """One epoch of every member; returns the new state, best and who ended."""
+        """One epoch of every member.
+
+        Returns the new state and best weights, the slots whose stage ended and
+        the slots whose loss was not finite (with where it happened).
+        """
         stage = self.stages[index]
         slots, rows = len(members), len(members) // self.groups
         batches, keys = [None] * slots, np.zeros((slots, 2), np.uint32)
@@ -628,7 +655,7 @@ class _Engine:
         seconds = time.perf_counter() - start
         val = self.evaluate(eval_step, state.weights, "val", members)
         improved = np.zeros(slots, bool)
-        finished = []
+        finished, failed = [], {}
         images = 0
         for slot, member in enumerate(members):
             if member is None:
@@ -639,11 +666,12 @@ class _Engine:
             images += int(total["count"])
             loss = total["loss"] / total["count"]
             if not np.isfinite(loss):
-                raise NonFiniteLoss(
-                    f"{member.run.name}: non-finite training loss {loss} in stage "
-                    f"{stage.name}, epoch {member.epoch + 1}; its last checkpoint "
-                    "is kept"
-                )
+                failed[slot] = {
+                    "stage": stage.name,
+                    "epoch": member.epoch + 1,
+                    "train/loss": float(loss),
+                }
+                continue
             improved[slot], stop = member.stopper.update(
                 val[slot][0][stage.monitor], member.epoch
             )
@@ -669,14 +697,14 @@ class _Engine:
         if stage.keep_best and improved.any():
             improved = mesh_lib.put_replicated(improved, self.mesh)
             best = select(improved, state.weights, best)
-        training = sum(m is not None for m in members)
+        training = sum(m is not None for m in members) - len(failed)
         bar.set_postfix(
             epoch="/".join(sorted({str(m.epoch) for m in members if m})),
             training=training,
             images_per_s=f"{images / seconds:.0f}",
             **self._best_val(members, stage),
         )
-        return state, best, finished
+        return state, best, finished, failed
 
     def _best_val(self, members, stage) -> dict[str, str]:
         """The best validation AUC of the members training, else the monitor."""
@@ -846,11 +874,11 @@ def train(
         timings: Filled with where the time went.
 
     Returns:
-        Each run's per-epoch history (all stages), by name.
+        Each run's per-epoch history (all stages), by name. A run whose training
+        loss became NaN or inf stops there (``Callbacks.failed``); the others go on.
 
     Raises:
         ValueError: Duplicate names or differing architectures.
-        NonFiniteLoss: A run's training loss became NaN or inf.
     """
     names = [run.name for run in runs]
     if len(set(names)) != len(names):

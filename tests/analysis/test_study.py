@@ -3,6 +3,7 @@
 import csv
 import json
 
+import command_line
 import numpy as np
 import pytest
 from paper_reference import PAPER_RESULTS, needs_paper_results
@@ -180,10 +181,8 @@ def test_rerun_with_the_recorded_seed_reproduces_the_cca(workdir):
 
 def test_cli_refuses_a_workdir_without_a_finished_grid(tmp_path, capsys):
     (tmp_path / "config.json").write_text("{}")  # training started, AUC.csv not yet
-    with pytest.raises(SystemExit) as stop:
-        analyze.main(["--workdir", str(tmp_path)])
-    assert stop.value.code == 2
-    assert f"{tmp_path}: no AUC.csv" in capsys.readouterr().err
+    err = command_line.fails(analyze.main, ["--workdir", tmp_path], capsys)
+    assert f"{tmp_path}: no AUC.csv" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json"]
     with pytest.raises(study.NotAFinishedGrid, match="no config.json or AUC.csv"):
         study.run(tmp_path / "missing")

@@ -25,7 +25,11 @@ from jaxtransfer.data import (
 
 
 def _run(*argv):
-    return prepare.main([str(a) for a in argv])
+    """The command's exit status."""
+    try:
+        return prepare.main([str(a) for a in argv])
+    except SystemExit as stop:
+        return stop.code
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +100,7 @@ def test_wrong_layout_names_the_expected_one(tmp_path, capsys):
             "--size",
             32,
         )
-        == 2
+        == 1
     )
     err = capsys.readouterr().err
     assert "Expected layout" in err and sources.CHEST_LAYOUT in err
@@ -111,7 +115,7 @@ def test_failed_prepare_keeps_what_the_data_dir_held_before(tmp_path, capsys):
     (out / "chest" / ".config" / "metadata.json").write_text("{}")
     (out / "chest" / "size64").mkdir()  # another size, prepared before
     args = ("--dataset", "chest", "--manual_dir", tmp_path / "raw", "--size", 32)
-    assert _run(*args, "--data_dir", out) == 2
+    assert _run(*args, "--data_dir", out) == 1
     assert "Expected layout" in capsys.readouterr().err
     assert (out / "chest" / ".config" / "metadata.json").is_file()  # TFDS rewrote it
     assert sorted(p.name for p in (out / "chest").iterdir()) == [".config", "size64"]
@@ -120,10 +124,10 @@ def test_failed_prepare_keeps_what_the_data_dir_held_before(tmp_path, capsys):
 
 def test_missing_or_empty_manual_dir_is_an_error(tmp_path, capsys):
     args = ("--dataset", "knee", "--data_dir", tmp_path / "out", "--size", 32)
-    assert _run("--manual_dir", tmp_path / "nothing", *args) == 2
+    assert _run("--manual_dir", tmp_path / "nothing", *args) == 1
     assert "is not a folder" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
-    assert _run("--manual_dir", tmp_path / "empty", *args) == 2
+    assert _run("--manual_dir", tmp_path / "empty", *args) == 1
     err = capsys.readouterr().err
     assert f"--manual_dir {tmp_path / 'empty'} is empty" in err
     assert sources.KNEE_LAYOUT in err  # the builder's instructions follow

@@ -1,6 +1,7 @@
 """models.features and its command line, jaxtransfer.extract: taps of a converted
 Keras file on raw 0..255 images."""
 
+import command_line
 import keras
 import keras_oracle
 import numpy as np
@@ -71,35 +72,22 @@ def test_extract_all_blocks(fine_tuned_checkpoint, tmp_path):
         (np.zeros((2, 16, 16, 3), np.uint8), "too small"),
     ],
 )
-def test_bad_images_leave_no_output(fine_tuned_checkpoint, tmp_path, array, match):
+def test_bad_images_leave_no_output(
+    fine_tuned_checkpoint, tmp_path, array, match, capsys
+):
     checkpoint, _, _ = fine_tuned_checkpoint
     np.save(tmp_path / "x.npy", array)
     out = tmp_path / "y.npz"
-    with pytest.raises(SystemExit, match=match):
-        extract.main(
-            [
-                "--checkpoint",
-                str(checkpoint),
-                "--images",
-                str(tmp_path / "x.npy"),
-                "--output",
-                str(out),
-            ]
-        )
+    argv = ["--checkpoint", checkpoint, "--images", tmp_path / "x.npy", "--output", out]
+    assert match in command_line.fails(extract.main, argv, capsys)
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir()] == ["x.npy"]
 
 
-def test_not_a_checkpoint(tmp_path):
+def test_not_a_checkpoint(tmp_path, capsys):
     np.save(tmp_path / "x.npy", np.zeros((1, 32, 32, 3), np.uint8))
-    with pytest.raises(SystemExit, match="not a jaxtransfer checkpoint"):
-        extract.main(
-            [
-                "--checkpoint",
-                str(tmp_path),
-                "--images",
-                str(tmp_path / "x.npy"),
-                "--output",
-                str(tmp_path / "y.npz"),
-            ]
-        )
+    argv = ["--checkpoint", tmp_path, "--images", tmp_path / "x.npy"]
+    err = command_line.fails(
+        extract.main, [*argv, "--output", tmp_path / "y.npz"], capsys
+    )
+    assert "not a jaxtransfer checkpoint" in err

@@ -217,19 +217,61 @@ def test_stage_ends_on_best_or_last_weights_and_tests_them(datas, keep_best):
     assert test["loss"] == pytest.approx(float(expected), rel=METRIC_RTOL)
 
 
-def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
+class _Failures(_Recorder):
+    def __init__(self):
+        super().__init__()
+        self.failures = {}
+
+    def failed(self, run, history, failure):
+        self.failures[run.name] = (len(history), failure)
+
+
+def test_non_finite_loss_fails_the_run_and_keeps_the_last_good_checkpoint(
     datas, tmp_path
 ):
     stages = [
         STAGES[0],
         engine.Stage("finetune", float("nan"), 3, "loss", 30, False, True, True),
     ]
-    with pytest.raises(engine.NonFiniteLoss, match="m0: .*stage finetune, epoch 1"):
-        _train(datas, tmp_path, stages=stages, members=[0])
+    recorder = _Failures()
+    (_,), (history,) = _train(
+        datas, tmp_path, stages=stages, members=[0], callbacks=recorder
+    )
+    good, failure = recorder.failures["m0"]
+    assert failure["stage"] == "finetune" and failure["epoch"] == 1
+    assert not np.isfinite(failure["train/loss"])
+    assert good == len(history) > 0  # its good epochs, all of the head stage
+    assert {r["stage"] for r in history} == {"head"}
+    assert recorder.finished_runs == {}
     checkpointer = RunCheckpointer(tmp_path / "m0", "m0")
     progress = checkpointer.progress()
     checkpointer.close()
     assert progress["stage"] == 0 and progress["stage_done"]
+
+
+def test_a_diverging_member_leaves_the_others_as_they_train_alone(datas, alone):
+    """One member's weights overflow (loss NaN from its first step); the member
+    beside it trains exactly as alone."""
+    runs = [
+        engine.Run(
+            f"m{i}", _model(SEEDS[i]), datas[i],
+            jax.random.fold_in(jax.random.key(RNG_BASE), i),
+        )
+        for i in (0, 1)
+    ]  # fmt: skip
+    params = nnx.state(runs[0].model, nnx.Param)
+    nnx.update(runs[0].model, jax.tree.map(lambda x: x * 1e30, params))
+    recorder = _Failures()
+    histories = engine.train(
+        runs, STAGES, num_classes=2, step_config=STEP_CONFIG,
+        settings=engine.Settings(batch_size=8, eval_batch_size=4, progress=False),
+        callbacks=recorder,
+    )  # fmt: skip
+    assert recorder.failures["m0"][1]["stage"] == STAGES[0].name
+    assert recorder.failures["m0"][1]["epoch"] == 1
+    assert histories["m0"] == []
+    assert list(recorder.finished_runs) == ["m1"]
+    _assert_same_runs(([runs[1].model], [histories["m1"]]), alone[1], exact=False)
 
 
 def test_runs_of_different_architectures_are_refused(datas):

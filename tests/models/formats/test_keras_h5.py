@@ -2,6 +2,7 @@
 
 import os
 
+import command_line
 import h5py
 import jax
 import keras
@@ -214,37 +215,38 @@ def test_head_round_trips_bit_exact(keras_base, tmp_path):
 # --- bad input: a clear error, and no output directory afterwards ---------------
 
 
-def _convert_cli_fails(source, output, match):
-    with pytest.raises(SystemExit) as exit_info:
-        keras_h5_cli.main(["--input", str(source), "--output", str(output)])
-    assert match in str(exit_info.value.code), exit_info.value.code
+def _convert_cli_fails(source, output, match, capsys):
+    err = command_line.fails(
+        keras_h5_cli.main, ["--input", source, "--output", output], capsys
+    )
+    assert match in err, err
     assert not output.exists()
     leftovers = [p for p in output.parent.iterdir() if p.name.startswith(".")]
     assert not leftovers, leftovers
 
 
-def test_missing_file(tmp_path):
-    _convert_cli_fails(tmp_path / "nope.h5", tmp_path / "out", "no such file")
+def test_missing_file(tmp_path, capsys):
+    _convert_cli_fails(tmp_path / "nope.h5", tmp_path / "out", "no such file", capsys)
 
 
-def test_truncated_file(files, tmp_path):
+def test_truncated_file(files, tmp_path, capsys):
     data = files["full_model"].read_bytes()
     truncated = tmp_path / "truncated.h5"
     truncated.write_bytes(data[: len(data) // 2])
-    _convert_cli_fails(truncated, tmp_path / "out", "truncated or corrupt")
+    _convert_cli_fails(truncated, tmp_path / "out", "truncated or corrupt", capsys)
 
 
-def test_not_hdf5(tmp_path):
+def test_not_hdf5(tmp_path, capsys):
     text = tmp_path / "weights.h5"
     text.write_text("this is not a weight file\n")
-    _convert_cli_fails(text, tmp_path / "out", "not a readable HDF5 file")
+    _convert_cli_fails(text, tmp_path / "out", "not a readable HDF5 file", capsys)
 
 
-def test_hdf5_without_keras_layout(tmp_path):
+def test_hdf5_without_keras_layout(tmp_path, capsys):
     path = tmp_path / "plain.h5"
     with h5py.File(path, "w") as f:
         f["x"] = np.zeros(3)
-    _convert_cli_fails(path, tmp_path / "out", "not a Keras weight file")
+    _convert_cli_fails(path, tmp_path / "out", "not a Keras weight file", capsys)
 
 
 def test_a_shallower_keras_resnet_converts_with_its_own_depth(images, tmp_path):
@@ -260,39 +262,41 @@ def test_a_shallower_keras_resnet_converts_with_its_own_depth(images, tmp_path):
         _assert_close(acts[name], value, f"shallow {name}")
 
 
-def test_not_a_resnet50(tmp_path):
+def test_not_a_resnet50(tmp_path, capsys):
     inputs = keras.Input((32, 32, 3))
     x = keras.layers.Conv2D(8, 3, name="conv")(inputs)
     x = keras.layers.GlobalAveragePooling2D()(x)
     small = keras.Model(inputs, keras.layers.Dense(2, name="out")(x))
     path = tmp_path / "small.h5"
     keras_oracle.save_full(small, path)
-    _convert_cli_fails(path, tmp_path / "out", "not a Keras ResNet50")
+    _convert_cli_fails(path, tmp_path / "out", "not a Keras ResNet50", capsys)
 
 
-def test_shape_mismatch_names_layer_and_shapes(tmp_path):
+def test_shape_mismatch_names_layer_and_shapes(tmp_path, capsys):
     grey = keras_oracle.resnet50(seed=5, input_shape=(64, 64, 1))
     path = tmp_path / "grey.h5"
     keras_oracle.save_weights_only(grey, path)
-    _convert_cli_fails(path, tmp_path / "out", "shape mismatch at layer conv1_conv")
+    _convert_cli_fails(
+        path, tmp_path / "out", "shape mismatch at layer conv1_conv", capsys
+    )
     with pytest.raises(ValueError, match=r"\(7, 7, 3, 64\).*\(7, 7, 1, 64\)"):
         keras_h5.convert(path)
 
 
-def test_failure_while_saving_leaves_no_directory(files, tmp_path, monkeypatch):
+def test_failure_while_saving_leaves_no_directory(files, tmp_path, monkeypatch, capsys):
     def broken_dumps(*args, **kwargs):
         raise OSError("disk full")
 
     monkeypatch.setattr(pretrained.json, "dumps", broken_dumps)
-    _convert_cli_fails(files["weights_only"], tmp_path / "out", "disk full")
+    _convert_cli_fails(files["weights_only"], tmp_path / "out", "disk full", capsys)
 
 
-def test_existing_output_is_not_overwritten(files, tmp_path):
+def test_existing_output_is_not_overwritten(files, tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    with pytest.raises(SystemExit, match="already exists"):
-        keras_h5_cli.main(["--input", str(files["weights_only"]), "--output", str(out)])
+    argv = ["--input", files["weights_only"], "--output", out]
+    assert "already exists" in command_line.fails(keras_h5_cli.main, argv, capsys)
     assert (out / "keep.txt").read_text() == "mine"
 
 

@@ -1,5 +1,6 @@
 """torchvision .pth -> Flax v1.5 variant, against torchvision's own forward pass."""
 
+import command_line
 import jax
 import numpy as np
 import pytest
@@ -102,42 +103,44 @@ def test_checkpoint_round_trip(tmp_path):
     )
 
 
-def _cli_fails(path, tmp_path, match):
+def _cli_fails(path, tmp_path, match, capsys):
     out = tmp_path / "out"
-    with pytest.raises(SystemExit) as exit_info:
-        torch_pth_cli.main(["--input", str(path), "--output", str(out)])
-    assert match in str(exit_info.value.code), exit_info.value.code
+    err = command_line.fails(
+        torch_pth_cli.main, ["--input", path, "--output", out], capsys
+    )
+    assert match in err, err
     assert not out.exists()
 
 
-def test_resnet18_is_rejected(tmp_path):
+def test_resnet18_is_rejected(tmp_path, capsys):
     path = tmp_path / "r18.pth"
     torch.save(torchvision.models.resnet18(weights=None).state_dict(), path)
-    _cli_fails(path, tmp_path, "shape mismatch at 'layer1.0.conv1.weight'")
+    _cli_fails(path, tmp_path, "shape mismatch at 'layer1.0.conv1.weight'", capsys)
 
 
-def test_shape_mismatch_names_key_and_shapes(tmp_path):
+def test_shape_mismatch_names_key_and_shapes(tmp_path, capsys):
     model = _randomized_resnet50()
     model.conv1 = torch.nn.Conv2d(1, 64, 7, 2, 3, bias=False)
     path = tmp_path / "grey.pth"
     torch.save(model.state_dict(), path)
-    _cli_fails(path, tmp_path, "shape mismatch at 'conv1.weight'")
+    _cli_fails(path, tmp_path, "shape mismatch at 'conv1.weight'", capsys)
     with pytest.raises(ValueError, match=r"\(7, 7, 3, 64\).*\(7, 7, 1, 64\)"):
         torch_pth.convert(path)
 
 
-def test_not_a_state_dict_and_corrupt_file(tmp_path):
+def test_not_a_state_dict_and_corrupt_file(tmp_path, capsys):
     listing = tmp_path / "list.pth"
     torch.save([1, 2, 3], listing)
-    _cli_fails(listing, tmp_path, "expected a state dict")
+    _cli_fails(listing, tmp_path, "expected a state dict", capsys)
     corrupt = tmp_path / "corrupt.pth"
     corrupt.write_bytes(b"\x00" * 100)
     _cli_fails(
         corrupt,
         tmp_path,
         "corrupt.pth is not a readable torch state dict: Unsupported operand 0",
+        capsys,
     )
-    _cli_fails(tmp_path / "missing.pth", tmp_path, "no such file")
+    _cli_fails(tmp_path / "missing.pth", tmp_path, "no such file", capsys)
     whole_model = tmp_path / "model.pth"
     torch.save(torchvision.models.resnet50(), whole_model)
     _cli_fails(
@@ -146,6 +149,7 @@ def test_not_a_state_dict_and_corrupt_file(tmp_path):
         "not a plain state dict of tensors (it holds a torchvision.models.resnet."
         "ResNet); the converter reads tensors only and never unpickles Python "
         "objects. Save the weights with torch.save(model.state_dict(), path).",
+        capsys,
     )
     for path in (corrupt, whole_model):  # not torch's advice to load it unsafely
         with pytest.raises(ValueError) as error:

@@ -1,0 +1,44 @@
+"""runtime.cli: one line for an error, the traceback with --verbose."""
+
+import errno
+
+import pytest
+
+from jaxtransfer.runtime import cli
+
+
+def _fail(error, verbose=False):
+    with cli.reported_errors(verbose):
+        raise error
+
+
+def test_an_input_error_is_its_message_alone(capsys):
+    with pytest.raises(SystemExit) as stop:
+        _fail(ValueError("config.train.learning_rate = -1: expected > 0"))
+    assert stop.value.code == 1
+    err = capsys.readouterr().err
+    assert err == "error: config.train.learning_rate = -1: expected > 0\n"
+
+
+def test_a_full_disk_names_the_path(capsys):
+    with pytest.raises(SystemExit):
+        _fail(OSError(errno.ENOSPC, "No space left on device", "runs/x/AUC.csv"))
+    assert capsys.readouterr().err == "error: No space left on device: runs/x/AUC.csv\n"
+
+
+def test_an_unexpected_error_names_its_kind(capsys):
+    with pytest.raises(SystemExit):
+        _fail(TypeError("unsupported operand"))
+    err = capsys.readouterr().err
+    assert err.startswith("error: TypeError: unsupported operand")
+    assert "--verbose" in err
+
+
+def test_verbose_keeps_the_traceback():
+    with pytest.raises(ValueError, match="bad"):
+        _fail(ValueError("bad"), verbose=True)
+
+
+def test_interrupts_pass():
+    with pytest.raises(KeyboardInterrupt):
+        _fail(KeyboardInterrupt())
