@@ -81,8 +81,10 @@ def main(argv):
     jax.config.update(
         "jax_compilation_cache_dir", os.path.join(_WORKDIR.value, ".jax_cache")
     )
+    config = _CONFIG.value
+    cli.split_listed_strings(config)  # --config.grid.sources=ImageNet,random
     with cli.reported_errors(_VERBOSE.value):  # one message, no traceback
-        run(_CONFIG.value, _WORKDIR.value)
+        run(config, _WORKDIR.value)
 
 
 if __name__ == "__main__":

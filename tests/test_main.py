@@ -135,3 +135,20 @@ def test_missing_inputs_stop_with_the_message_alone(tmp_path):
     assert f"config.init.ImageNet = {tmp_path / 'nowhere'}" in result.stderr
     assert "Traceback" not in result.stderr
     assert not workdir.exists()  # nothing written before the inputs are there
+
+
+@pytest.mark.bad_input
+def test_a_listed_override_of_a_tuple_field_is_split(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "jaxtransfer.main", "--config=configs/demo.py",
+            "--config.grid.sources=ImageNet,Rad", f"--workdir={tmp_path / 'run'}",
+        ],
+        cwd=REPO, env={**os.environ, "JAX_PLATFORMS": "cpu"},
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 1
+    # Split into its two sources, of which the second is unknown.
+    assert "error: config.grid.sources: unknown 'Rad'; known" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()

@@ -673,6 +673,18 @@ def make_builder(
     )
 
 
+def other_versions(version_dir: str | os.PathLike) -> list[str]:
+    """Builder versions prepared beside ``version_dir`` (a ``prepared_dir``)."""
+    version_dir = Path(version_dir)
+    if not version_dir.parent.is_dir():
+        return []
+    return sorted(
+        p.name
+        for p in version_dir.parent.iterdir()
+        if p.name != version_dir.name and (p / "dataset_info.json").is_file()
+    )
+
+
 def prepared_dir(
     data_dir: str | os.PathLike,
     name: str,

@@ -162,22 +162,7 @@ def make_byo_folds(examples: Sequence[sources.Example]) -> list[splits.Fold]:
         folds = splits.make_folds(labels, groups)
         splits.check_folds(folds, len(examples), groups=groups)
         return folds
-    counts = Counter(labels.tolist())
-    names = class_names(examples)
-    small = {names[c]: n for c, n in counts.items() if n < splits.NUM_FOLDS}
-    if small:
-        raise sources.LayoutError(
-            f"Classes with fewer than {splits.NUM_FOLDS} examples {small}: the "
-            "stratified fold procedure puts some of each class in every fold."
-        )
-    largest = max(counts.values())
-    needed = splits.NUM_FOLDS * splits.STRATIFIED_INNER_SPLITS
-    if largest < needed:
-        raise sources.LayoutError(
-            f"The largest class has {largest} examples; the stratified fold "
-            f"procedure needs one with at least {needed} (each of 5 held-out parts "
-            "is split again into 5)."
-        )
+    splits.check_class_sizes(examples, "byo")
     folds = splits.make_folds(labels)
     splits.check_folds(folds, len(examples), labels=labels)
     return folds

@@ -72,6 +72,16 @@ def _to_rgb_resized(image: Image.Image, size: tuple[int, int] | None) -> np.ndar
     return np.asarray(image, dtype=np.uint8)
 
 
+def _cannot_decode(name: str, error: Exception) -> str:
+    reason = str(error)
+    if reason.startswith("cannot identify image file"):  # PIL names its buffer
+        reason = "not an image format PIL reads"
+    return (
+        f"Cannot decode {name}: {reason}; expected an image PIL decodes (PNG, JPEG, "
+        "...)"
+    )
+
+
 def decode_bytes(
     data: bytes, size: tuple[int, int] | None = None, name: str = "<bytes>"
 ) -> Decoded:
@@ -90,6 +100,8 @@ def decode_bytes(
         DecodeError: PIL cannot identify or decode the file even when truncated
             images are allowed.
     """
+    if not data:
+        raise DecodeError(f"{name} is empty (0 bytes): expected an image file")
     truncated = False
     try:
         image = _load_pil(data, allow_truncated=False)
@@ -97,10 +109,10 @@ def decode_bytes(
         try:
             image = _load_pil(data, allow_truncated=True)
         except (OSError, SyntaxError, ValueError) as second:
-            raise DecodeError(f"Cannot decode {name}: {second}") from error
+            raise DecodeError(_cannot_decode(name, second)) from error
         truncated = True
     except (SyntaxError, ValueError) as error:
-        raise DecodeError(f"Cannot decode {name}: {error}") from error
+        raise DecodeError(_cannot_decode(name, error)) from error
     return Decoded(_to_rgb_resized(image, size), truncated)
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import os
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -140,6 +141,36 @@ def make_folds(
     return folds
 
 
+def check_class_sizes(
+    examples: Sequence[sources.Example], where: str, every_class: bool = True
+) -> None:
+    """Raises a LayoutError naming the class if the stratified folds cannot be made.
+
+    `StratifiedKFold(5)` puts some of every class in each of the 5 held-out parts,
+    and each part is split again into 5. The largest class needs 25 examples, or
+    sklearn cannot split at all. A class with fewer than 5 leaves some test folds
+    without it: an error with ``every_class``, else a warning (sklearn's own).
+    """
+    counts = Counter(e.class_name for e in examples)
+    small = {name: n for name, n in sorted(counts.items()) if n < NUM_FOLDS}
+    if small and every_class:
+        listed = ", ".join(f"class {name!r} has {n}" for name, n in small.items())
+        raise sources.LayoutError(
+            f"{where}: {listed}; the paper's stratified folds need at least "
+            f"{NUM_FOLDS} images in every class (some of each class in each of the "
+            f"{NUM_FOLDS} test folds)."
+        )
+    name, largest = max(counts.items(), key=lambda item: item[1])
+    needed = NUM_FOLDS * STRATIFIED_INNER_SPLITS
+    if largest < needed:
+        raise sources.LayoutError(
+            f"{where}: the largest class, {name!r}, has {largest} images; the "
+            f"paper's stratified folds need one with at least {needed} (each of "
+            f"{NUM_FOLDS} held-out parts is split again into "
+            f"{STRATIFIED_INNER_SPLITS})."
+        )
+
+
 def make_target_folds(
     target: str, examples: Sequence[sources.Example], version: str = "v2"
 ) -> list[Fold]:
@@ -148,6 +179,8 @@ def make_target_folds(
     groups = None
     if target in sources.GROUPED_TARGETS:
         groups = [example.group for example in examples]
+    else:
+        check_class_sizes(examples, f"target {target}", every_class=False)
     return make_folds(labels, groups, version)
 
 

@@ -48,9 +48,17 @@ def is_prepared(config: ConfigDict, size: int) -> bool:
 
 def unprepared_message(config: ConfigDict, size: int, use: str) -> str:
     """Where the dataset at ``size`` (needed for ``use``) is missing, and the fix."""
+    directory = dataset_dir(config, size)
+    older = builders.other_versions(directory)
+    found = (
+        f"; {directory.parent} holds only version {', '.join(older)}, prepared by "
+        f"another release of jaxtransfer (this one reads {directory.name})"
+        if older
+        else ""
+    )
     return (
-        f"no prepared dataset at {dataset_dir(config, size)} ({use}). Prepare it "
-        f"from the raw download with: {prepare_command(config, size)}"
+        f"no prepared dataset at {directory} ({use}){found}. Prepare it from the "
+        f"raw download with: {prepare_command(config, size)}"
     )
 
 

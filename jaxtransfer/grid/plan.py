@@ -13,7 +13,7 @@ from flax import nnx
 from ml_collections import ConfigDict
 
 from jaxtransfer import models
-from jaxtransfer.data import augment
+from jaxtransfer.data import augment, splits
 from jaxtransfer.models import pretrained, resnet
 from jaxtransfer.training import engine, steps
 
@@ -38,12 +38,42 @@ class RunSpec:
         return f"{self.setting}/fold{self.fold}"
 
 
+# Keras's smallest input for ResNet50 (five stride-2 stages); other sizes are
+# Keras's too, the last feature map rounding down as Keras's does.
+MIN_IMAGE_SIZE = 32
+
+# config field -> (what it must be, the test): numbers the grid cannot run with.
+RANGES = {
+    "train.learning_rate": ("a number > 0", lambda v: v > 0 and v != float("inf")),
+    "train.head_learning_rate": ("a number > 0", lambda v: v > 0 and v != float("inf")),
+    "train.num_epochs": ("an integer >= 1", lambda v: v >= 1),
+    "train.patience": ("an integer >= 1", lambda v: v >= 1),
+    "train.head_patience": ("an integer >= 1", lambda v: v >= 1),
+    "train.batch_size": ("an integer >= 1", lambda v: v >= 1),
+    "train.eval_batch_size": ("an integer >= 1", lambda v: v >= 1),
+    "data.size": (f"an integer >= {MIN_IMAGE_SIZE}", lambda v: v >= MIN_IMAGE_SIZE),
+}
+
+
 def check(config: ConfigDict) -> None:
-    """Raises a ValueError naming the field if a rule of the config is unknown."""
+    """Raises a ValueError naming the field if a rule of the config is unknown or a
+    number is out of range."""
     for field in ("grid.sources", "grid.freeze_sources"):
         for source in _get(config, field):
             if source not in SOURCES:
                 raise ValueError(f"config.{field}: unknown {source!r}; known {SOURCES}")
+    if not config.grid.sources:
+        raise ValueError(f"config.grid.sources is empty: expected some of {SOURCES}")
+    for fold in config.grid.folds:
+        if fold not in range(1, splits.NUM_FOLDS + 1):
+            raise ValueError(
+                f"config.grid.folds: fold {fold!r}: expected 1..{splits.NUM_FOLDS} "
+                "(the study's 5-fold cross-validation)"
+            )
+    for field, (expected, ok) in RANGES.items():
+        value = _get(config, field)
+        if not ok(value):  # NaN fails too
+            raise ValueError(f"config.{field} = {value!r}: expected {expected}")
     for field in ("train.monitor", "train.head_monitor"):
         if _get(config, field) not in engine.MONITORS:
             raise ValueError(

@@ -37,6 +37,24 @@ def message(error: BaseException) -> str:
     return f"error: {text}"
 
 
+def split_listed_strings(config) -> None:
+    """Splits ``--config.grid.sources=ImageNet,random`` as it splits ``folds=1,2``.
+
+    ml_collections parses a comma-separated override of a tuple of numbers into
+    its numbers, but leaves one of a tuple of strings as a single element,
+    ``('ImageNet,random',)``. Such elements are split in place, in every section.
+    """
+    for name, value in config.items():
+        if hasattr(value, "items"):
+            split_listed_strings(value)
+        elif isinstance(value, tuple) and any(
+            isinstance(v, str) and "," in v for v in value
+        ):
+            config[name] = tuple(
+                part.strip() for v in value for part in str(v).split(",")
+            )
+
+
 @contextlib.contextmanager
 def reported_errors(verbose: bool = False) -> Iterator[None]:
     """Prints ``message(error)`` to stderr and exits with status 1 if the block raises.

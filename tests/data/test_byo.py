@@ -198,12 +198,17 @@ def test_bad_csv_is_a_layout_error(tmp_path, capsys, rows, message):
 def test_too_few_groups_or_examples_are_rejected(tmp_path):
     raw = tmp_path / "raw"
     truth = _write_tree(raw, per_class=(4, 9, 9))
-    with pytest.raises(sources.LayoutError, match="fewer than 5"):
+    with pytest.raises(
+        sources.LayoutError,
+        match="has 4; the paper's stratified folds need at least 5 ",
+    ):
         byo.make_byo_folds(byo.read_byo(raw))
     (raw / "cyst" / "extra.png").write_bytes(
         (raw / "cyst" / "sub/img_0.png").read_bytes()
     )
-    with pytest.raises(sources.LayoutError, match="largest class has 9"):
+    with pytest.raises(
+        sources.LayoutError, match=r"the largest class, '\w+', has 9 images"
+    ):
         byo.make_byo_folds(byo.read_byo(raw))
     with open(raw / "few.csv", "w", newline="") as f:
         writer = csv.writer(f)

@@ -8,6 +8,7 @@ import sys
 import textwrap
 import time
 
+import command_line
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
@@ -359,3 +360,43 @@ def test_data_root_is_found_from_either_folder(target, tmp_path):
     # A root that merely shares the name (it holds the download inside) stays.
     (tmp_path / top / top).mkdir()
     assert sources.data_root(target, tmp_path / top) == tmp_path / top
+
+
+# --- bad input: one clear error naming the file, nothing prepared ---------------
+
+
+def _prepare_fails(raw, tmp_path, capsys, dataset="breast"):
+    argv = ["--dataset", dataset, "--manual_dir", raw, "--data_dir", tmp_path / "out"]
+    err = command_line.fails(
+        prepare.main, [*argv, "--size", 32, "--no_progress"], capsys
+    )
+    assert not builders.prepared_dir(tmp_path / "out", dataset, 32).exists()
+    return err
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (b"", "is empty (0 bytes): expected an image file"),
+        (b"\x89PNG\r\n\x1a\n" + b"cut" * 10, "expected an image PIL decodes"),
+        (b"<!DOCTYPE html><html>Sign in</html>", "not an image format PIL reads"),
+    ],
+    ids=["zero_bytes", "corrupt_png", "html"],
+)
+def test_an_undecodable_image_is_named(tmp_path, capsys, content, expected):
+    synthetic.write_breast(tmp_path / "raw")
+    bad = tmp_path / "raw" / "breast" / "benign (1).png"
+    bad.write_bytes(content)
+    err = _prepare_fails(tmp_path / "raw", tmp_path, capsys)
+    assert f"Cannot decode {bad}" in err or f"{bad} is empty" in err, err
+    assert expected in err, err
+
+
+@pytest.mark.bad_input
+def test_a_class_too_small_for_the_papers_folds_is_named(tmp_path, capsys):
+    labels = synthetic.default_isic_labels(num_nevi=20, num_per_other_class=3)
+    synthetic.write_isic(tmp_path / "raw", labels, image_size=8)
+    err = _prepare_fails(tmp_path / "raw", tmp_path, capsys, dataset="isic")
+    assert "target isic: the largest class, 'NV', has 20 images" in err, err
+    assert "need one with at least 25" in err

@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -10,12 +11,15 @@ import textwrap
 import time
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
+from flax import nnx
 
 from configs import default, demo
 from jaxtransfer import grid, main
 from jaxtransfer.grid import plan, results, runner
+from jaxtransfer.models import pretrained
 from jaxtransfer.runtime import files
 
 
@@ -173,8 +177,22 @@ def test_targets_expect_the_papers_fold_csvs(tmp_path):
             ("ImageNet", "Rad"),
             "freeze_sources: unknown 'Rad'",
         ),
+        ("grid", "sources", ("ImageNet", "Rad"), "config.grid.sources: unknown 'Rad'"),
+        ("grid", "sources", (), "config.grid.sources is empty"),
+        ("grid", "folds", (1, 6), "config.grid.folds: fold 6: expected 1..5"),
+        (
+            "train",
+            "learning_rate",
+            -1e-5,
+            "config.train.learning_rate = -1e-05: expected a number > 0",
+        ),
+        ("train", "head_learning_rate", float("nan"), "head_learning_rate = nan"),
+        ("train", "batch_size", 0, "config.train.batch_size = 0: expected an integer"),
+        ("train", "num_epochs", 0, "config.train.num_epochs = 0: expected an integer"),
+        ("data", "size", 16, "config.data.size = 16: expected an integer >= 32"),
     ],
 )
+@pytest.mark.bad_input
 def test_unknown_choices_stop_before_any_compute(
     tmp_path, demo_sources, section, field, value, message
 ):
@@ -369,3 +387,60 @@ def test_a_workdir_recorded_before_a_rule_became_a_field_resumes(tmp_path):
     config.train.monitor = "accuracy"
     with pytest.raises(ValueError, match="train.monitor: 'loss' -> 'accuracy'"):
         runner.check_resume(config, tmp_path)
+
+
+@pytest.mark.bad_input
+def test_a_dataset_prepared_by_another_release_is_named(finished, tmp_path):
+    config, _, _ = finished
+    config = config.copy_and_resolve_references()
+    prepared = Path(config.data.data_dir)
+    version_dir = next(prepared.glob("*/*/*/dataset_info.json")).parent
+    older = tmp_path / version_dir.relative_to(prepared).parent / "0.9.0"
+    shutil.copytree(version_dir, older)
+    config.data.synthetic = False
+    config.data.data_dir = str(tmp_path)
+    with pytest.raises(grid.MissingInputs) as error:
+        grid.run(config, tmp_path / "run")
+    assert "holds only version 0.9.0, prepared by another release" in str(error.value)
+    assert f"(this one reads {version_dir.name})" in str(error.value)
+
+
+@pytest.mark.bad_input
+def test_a_checkpoint_of_another_model_is_named(finished, tmp_path):
+    config, _, _ = finished
+    config = config.copy_and_resolve_references()
+    config.model.name = "resnet50"  # the sources are the tiny model's
+    with pytest.raises(ValueError) as error:
+        grid.run(config, tmp_path / "run")
+    assert f"config.init.ImageNet = {config.init.ImageNet}" in str(error.value)
+    assert "resnet50" in str(error.value)
+
+
+def test_a_diverging_run_is_marked_failed_and_the_grid_goes_on(tmp_path, demo_sources):
+    """The ImageNet stand-in's weights, scaled until its activations overflow:
+    its runs' loss is NaN from the first step; the random run is unaffected."""
+    model, metadata = pretrained.load(demo_sources["ImageNet"])
+    params = nnx.state(model, nnx.Param)
+    nnx.update(model, jax.tree.map(lambda x: x * 1e30, params))
+    pretrained.save(model, metadata, tmp_path / "overflowing")
+    config = _config(tmp_path, demo_sources)
+    config.init.ImageNet = str(tmp_path / "overflowing")
+    summary = grid.run(config, tmp_path / "run")
+    assert [(r["source"], r["freeze"]) for r in summary["runs"]] == [
+        ("random", "freezeFalse")
+    ]
+    assert [(f["run"], f["stage"], f["epoch"]) for f in summary["failed"]] == [
+        ("ImageNet-freezeFalse/fold1", "finetune", 1),
+        ("ImageNet-freezeTrue/fold1", "head", 1),
+    ]
+    with open(tmp_path / "run" / "AUC.csv") as f:
+        assert [r["source"] for r in csv.DictReader(f)] == ["random"]
+    failed = tmp_path / "run" / "ImageNet-freezeTrue" / "fold1" / "failed.json"
+    assert json.loads(failed.read_text())["epoch"] == 1
+    # A re-run skips the failed runs as it skips the finished one.
+    stamp = failed.stat().st_mtime_ns
+    again = grid.run(config, tmp_path / "run")["failed"]
+    assert [(f["run"], f["epoch"]) for f in again] == [
+        (f["run"], f["epoch"]) for f in summary["failed"]
+    ]
+    assert failed.stat().st_mtime_ns == stamp

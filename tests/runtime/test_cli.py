@@ -3,6 +3,7 @@
 import errno
 
 import pytest
+from ml_collections import ConfigDict
 
 from jaxtransfer.runtime import cli
 
@@ -42,3 +43,11 @@ def test_verbose_keeps_the_traceback():
 def test_interrupts_pass():
     with pytest.raises(KeyboardInterrupt):
         _fail(KeyboardInterrupt())
+
+
+def test_a_listed_override_of_strings_is_split_like_one_of_numbers():
+    # --config.grid.sources='ImageNet, random' leaves one element.
+    config = ConfigDict({"grid": {"sources": ("ImageNet, random",), "folds": (1, 2)}})
+    cli.split_listed_strings(config)
+    assert config.grid.sources == ("ImageNet", "random")
+    assert config.grid.folds == (1, 2)

@@ -242,6 +242,18 @@ def test_not_hdf5(tmp_path, capsys):
     _convert_cli_fails(text, tmp_path / "out", "not a readable HDF5 file", capsys)
 
 
+@pytest.mark.bad_input
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"<!DOCTYPE html><html><body>Sign in</body></html>\n"],
+    ids=["empty", "html"],
+)
+def test_an_empty_or_html_download_is_not_hdf5(tmp_path, content, capsys):
+    path = tmp_path / "resnet50_notop.h5"
+    path.write_bytes(content)
+    _convert_cli_fails(path, tmp_path / "out", "is not a readable HDF5 file", capsys)
+
+
 def test_hdf5_without_keras_layout(tmp_path, capsys):
     path = tmp_path / "plain.h5"
     with h5py.File(path, "w") as f:

@@ -128,6 +128,17 @@ def test_shape_mismatch_names_key_and_shapes(tmp_path, capsys):
         torch_pth.convert(path)
 
 
+@pytest.mark.bad_input
+def test_missing_keys_are_named(tmp_path, capsys):
+    state = _randomized_resnet50().state_dict()
+    del state["layer4.2.bn3.running_var"]
+    path = tmp_path / "partial.pth"
+    torch.save(state, path)
+    _cli_fails(
+        path, tmp_path, "missing 'layer4.2.bn3.running_var' (expected shape", capsys
+    )
+
+
 def test_not_a_state_dict_and_corrupt_file(tmp_path, capsys):
     listing = tmp_path / "list.pth"
     torch.save([1, 2, 3], listing)
