@@ -78,9 +78,11 @@ def main(argv):
         jax.devices(),
     )
     # Compiled steps survive a restart: resuming a killed run skips recompiling.
-    jax.config.update(
-        "jax_compilation_cache_dir", os.path.join(_WORKDIR.value, ".jax_cache")
-    )
+    # A cache the user chose (JAX_COMPILATION_CACHE_DIR) is kept.
+    if not jax.config.jax_compilation_cache_dir:
+        jax.config.update(
+            "jax_compilation_cache_dir", os.path.join(_WORKDIR.value, ".jax_cache")
+        )
     config = _CONFIG.value
     cli.split_listed_strings(config)  # --config.grid.sources=ImageNet,random
     with cli.reported_errors(_VERBOSE.value):  # one message, no traceback

@@ -34,6 +34,7 @@ from typing import NamedTuple
 import numpy as np
 
 from jaxtransfer.data import sources
+from jaxtransfer.runtime import files as runtime_files
 
 DEFAULT_IMAGE_SIZE = 32
 PCAM_IMAGE_SIZE = 96
@@ -104,7 +105,8 @@ def _save(
         classes.index(class_name), len(classes), size, rng, channels, **style
     )
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(pixels).save(path)
+    with runtime_files.naming(path):
+        Image.fromarray(pixels).save(path)
 
 
 def _write_csv(path: Path, rows: Sequence[Sequence[object]]) -> None:

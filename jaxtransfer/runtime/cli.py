@@ -6,6 +6,7 @@ expected: docs/reliability.md#errors). ``--verbose`` lets the traceback through.
 
 import argparse
 import contextlib
+import logging
 import sys
 from collections.abc import Iterator
 
@@ -59,8 +60,13 @@ def split_listed_strings(config) -> None:
 def reported_errors(verbose: bool = False) -> Iterator[None]:
     """Prints ``message(error)`` to stderr and exits with status 1 if the block raises.
 
-    ``KeyboardInterrupt`` and ``SystemExit`` pass as they are.
+    ``KeyboardInterrupt`` and ``SystemExit`` pass as they are. Without
+    ``verbose`` the ``asyncio`` logger is quiet: a failed checkpoint write (a full
+    disk) fails each of orbax's pending write tasks too, and asyncio logs every
+    one with its traceback; the error that reaches this block names the path.
     """
+    if not verbose:
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
     try:
         yield
     except Exception as error:

@@ -22,10 +22,22 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     partial = path.with_name(f".{path.stem}.partial{path.suffix}")
     try:
-        yield partial
+        with naming(path):
+            yield partial
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def naming(path: str | os.PathLike) -> Iterator[None]:
+    """An ``OSError`` without a file name (PIL, numpy: a full disk) gets ``path``."""
+    try:
+        yield
+    except OSError as error:
+        if error.filename is None and error.errno is not None:
+            raise OSError(error.errno, error.strerror, str(path)) from error
+        raise
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -2,13 +2,7 @@
 
 import csv
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
-import textwrap
-import time
 from pathlib import Path
 
 import jax
@@ -77,53 +71,6 @@ def test_grid_writes_results_in_the_paper_schema_and_resumes(finished):
     assert (
         workdir / "ImageNet-freezeFalse/fold1/metrics.json"
     ).stat().st_mtime_ns == stamp
-
-
-def test_a_grid_killed_with_sigkill_resumes_to_the_same_auc_csv(finished, tmp_path):
-    config, reference, _ = finished
-    config_file = tmp_path / "config.py"
-    config_file.write_text(
-        textwrap.dedent(
-            f"""
-            from ml_collections import ConfigDict
-
-            def get_config():
-                config = ConfigDict({config.to_dict()!r})
-                config.train.checkpoint_every_s = 0.0  # every epoch
-                return config
-            """
-        )
-    )
-    workdir = tmp_path / "run"
-    command = [
-        sys.executable, "-m", "jaxtransfer.main", f"--config={config_file}",
-        f"--workdir={workdir}",
-    ]  # fmt: skip
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    root = Path(__file__).resolve().parents[2]
-    process = subprocess.Popen(
-        command, cwd=root, env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    # Killed once the first run has saved an epoch, the grid half done.
-    checkpoints = workdir / "ImageNet-freezeFalse" / "fold1" / "checkpoints"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and process.poll() is None:
-        if any(p.name.isdigit() for p in checkpoints.glob("*")):
-            break
-        time.sleep(0.05)
-    assert process.poll() is None, "the grid finished before it could be killed"
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert not (workdir / "AUC.csv").exists()
-    resumed = subprocess.run(command, cwd=root, env=env, capture_output=True)
-    assert resumed.returncode == 0, resumed.stderr.decode()[-3000:]
-    assert b"resuming ImageNet-freezeFalse/fold1" in resumed.stderr
-    assert (workdir / "AUC.csv").read_bytes() == (reference / "AUC.csv").read_bytes()
-    for run_dir in ("ImageNet-freezeFalse/fold1", "random-freezeFalse/fold1"):
-        assert (workdir / run_dir / "log.jsonl").read_text().count("\n") == len(
-            (reference / run_dir / "log.jsonl").read_text().splitlines()
-        )
 
 
 def test_missing_inputs_stop_before_any_compute(tmp_path, demo_sources):

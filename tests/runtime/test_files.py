@@ -1,5 +1,7 @@
 """Atomic writes: a failure leaves neither the target nor the partial file."""
 
+import errno
+
 import numpy as np
 import pytest
 
@@ -23,3 +25,16 @@ def test_failure_leaves_old_content_and_no_partial(tmp_path):
         raise RuntimeError("killed")
     assert target.read_text() == "old\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+
+
+def test_an_unnamed_os_error_gets_the_path_it_was_writing(tmp_path):
+    """PIL and numpy raise a full disk without a file name."""
+    target = tmp_path / "figure.png"
+    with pytest.raises(OSError) as error, files.atomic_file(target):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert error.value.filename == str(target)
+    assert error.value.errno == errno.ENOSPC
+    named = OSError(errno.EACCES, "Permission denied", "elsewhere")
+    with pytest.raises(OSError) as error, files.naming(target):
+        raise named
+    assert error.value is named  # one that names its file stays as it is
