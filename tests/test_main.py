@@ -113,6 +113,7 @@ def test_two_processes_run_the_grid_and_write_each_result_once(tmp_path):
     assert leftovers == []
 
 
+@pytest.mark.bad_input
 def test_missing_inputs_stop_with_the_message_alone(tmp_path):
     workdir = tmp_path / "run"
     result = subprocess.run(

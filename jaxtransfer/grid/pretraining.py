@@ -11,7 +11,7 @@ the path real weights take.
 
 import dataclasses
 import logging
-import tempfile
+import shutil
 from pathlib import Path
 
 import jax
@@ -86,8 +86,13 @@ def make(source: SyntheticSource, checkpoint_dir: str | Path) -> Path:
     h5_path = checkpoint_dir.with_name(f"{checkpoint_dir.name}_notop.h5")
     logging.info("pre-training a stand-in source on synthetic %s", source.domain)
     checkpoint_dir.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=checkpoint_dir.parent) as scratch:
-        model = pretrain(source, Path(scratch))
+    # A fixed scratch name: an attempt killed before its cleanup is removed here.
+    scratch = checkpoint_dir.with_name(f".{checkpoint_dir.name}.partial-pretraining")
+    shutil.rmtree(scratch, ignore_errors=True)
+    try:
+        model = pretrain(source, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     keras_h5.export(model, h5_path, include_head=False)  # as the downloads are
     converted, metadata = keras_h5.convert(h5_path)
     # Called by one process of a multi-process run (inputs.ensure_inputs).

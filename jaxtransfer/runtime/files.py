@@ -67,6 +67,8 @@ def atomic_directory(
         raise FileExistsError(f"output directory {path} already exists")
     if barrier is None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        for stale in path.parent.glob(f".{path.name}.partial-*"):
+            shutil.rmtree(stale, ignore_errors=True)  # of an attempt killed before
         scratch = Path(
             tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent)
         )

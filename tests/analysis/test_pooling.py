@@ -167,6 +167,7 @@ def test_a_subset_is_compared_with_the_papers_same_targets_and_all(tmp_path):
         "analysis/CCA_knee.csv",
     ],
 )
+@pytest.mark.bad_input
 def test_a_missing_result_file_is_named_with_its_workdir(tmp_path, missing):
     workdirs = [make_target_workdir(tmp_path, t) for t in ("chest", "knee")]
     (workdirs[1] / missing).unlink()
@@ -176,6 +177,7 @@ def test_a_missing_result_file_is_named_with_its_workdir(tmp_path, missing):
     assert not (tmp_path / "all").exists()
 
 
+@pytest.mark.bad_input
 def test_the_same_target_twice_is_refused(tmp_path):
     knee = make_target_workdir(tmp_path, "knee")
     other = tmp_path / "again"
@@ -196,6 +198,7 @@ def test_the_same_target_twice_is_refused(tmp_path):
         ("v1", {"model.name": "tiny"}, "model.name"),
     ],
 )
+@pytest.mark.bad_input
 def test_configs_that_change_the_numbers_are_refused(tmp_path, arg, overrides, field):
     knee = make_target_workdir(tmp_path, "knee")
     chest = make_target_workdir(tmp_path, "chest", arg, **overrides)
@@ -215,6 +218,7 @@ def test_other_config_differences_are_noted_not_refused(tmp_path):
     assert "128" in notes[0] and "64" in notes[0]
 
 
+@pytest.mark.bad_input
 def test_rows_of_another_target_are_refused(tmp_path):
     knee = make_target_workdir(tmp_path, "knee")
     chest = make_target_workdir(tmp_path, "chest")
@@ -224,6 +228,7 @@ def test_rows_of_another_target_are_refused(tmp_path):
     assert str(knee / "AUC.csv") in str(error.value)
 
 
+@pytest.mark.bad_input
 def test_the_cli_reports_errors_and_never_writes_into_an_input(tmp_path, capsys):
     knee = make_target_workdir(tmp_path, "knee")
     chest = make_target_workdir(tmp_path, "chest")

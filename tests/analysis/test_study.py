@@ -179,6 +179,7 @@ def test_rerun_with_the_recorded_seed_reproduces_the_cca(workdir):
     )
 
 
+@pytest.mark.bad_input
 def test_cli_refuses_a_workdir_without_a_finished_grid(tmp_path, capsys):
     (tmp_path / "config.json").write_text("{}")  # training started, AUC.csv not yet
     err = command_line.fails(analyze.main, ["--workdir", tmp_path], capsys)

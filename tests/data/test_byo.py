@@ -173,6 +173,7 @@ def _run(*argv):
         ([["path", "class"]], "no rows"),
     ],
 )
+@pytest.mark.bad_input
 def test_bad_csv_is_a_layout_error(tmp_path, capsys, rows, message):
     csv_file = tmp_path / "bad.csv"
     with open(csv_file, "w", newline="") as f:
@@ -195,6 +196,7 @@ def test_bad_csv_is_a_layout_error(tmp_path, capsys, rows, message):
     assert "Expected" in capsys.readouterr().err or message == "no rows"
 
 
+@pytest.mark.bad_input
 def test_too_few_groups_or_examples_are_rejected(tmp_path):
     raw = tmp_path / "raw"
     truth = _write_tree(raw, per_class=(4, 9, 9))
@@ -219,6 +221,7 @@ def test_too_few_groups_or_examples_are_rejected(tmp_path):
         byo.make_byo_folds(byo.read_byo(raw, raw / "few.csv"))
 
 
+@pytest.mark.bad_input
 def test_one_class_folder_is_rejected(tmp_path):
     (tmp_path / "only").mkdir()
     Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "only" / "a.png")

@@ -21,7 +21,8 @@ def _keras(path, size) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    """PNG and JPEG, grey, RGB, palette and RGBA, and truncated PNG and JPEG."""
+    """PNG and JPEG, grey, 16-bit grey, RGB, CMYK, palette and RGBA, and truncated
+    PNG and JPEG."""
     folder = tmp_path_factory.mktemp("decode")
     rng = np.random.default_rng(0)
     grey = rng.integers(0, 256, (41, 37), dtype=np.uint8)
@@ -36,6 +37,14 @@ def files(tmp_path_factory):
     Image.fromarray(rgb).convert("P").save(paths["palette.png"])
     paths["rgba.png"] = folder / "rgba.png"
     Image.fromarray(rgba, mode="RGBA").save(paths["rgba.png"])
+    # 16-bit grey (values above 255 included) and CMYK: PIL's conversion to RGB,
+    # as Keras's loader does it.
+    paths["grey16.png"] = folder / "grey16.png"
+    Image.fromarray(rng.integers(0, 1024, (29, 31), dtype=np.uint16)).save(
+        paths["grey16.png"]
+    )
+    paths["cmyk.jpg"] = folder / "cmyk.jpg"
+    Image.fromarray(rgb).convert("CMYK").save(paths["cmyk.jpg"])
     for name in ("grey.png", "rgb.jpg"):
         data = paths[name].read_bytes()
         truncated = folder / f"truncated_{name}"
@@ -44,7 +53,10 @@ def files(tmp_path_factory):
     return paths
 
 
-COMPLETE = ["grey.png", "grey.jpg", "rgb.png", "rgb.jpg", "palette.png", "rgba.png"]
+COMPLETE = [
+    "grey.png", "grey.jpg", "grey16.png", "rgb.png", "rgb.jpg", "cmyk.jpg",
+    "palette.png", "rgba.png",
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("size", SIZES)

@@ -97,6 +97,7 @@ def test_put_on_device_checks_the_budget(prepared):
     np.testing.assert_array_equal(np.asarray(on_device["labels"]), arrays.labels)
 
 
+@pytest.mark.bad_input
 def test_open_prepared_names_the_command(tmp_path):
     with pytest.raises(FileNotFoundError, match="jaxtransfer.data.prepare"):
         loader.open_prepared(tmp_path)

@@ -88,6 +88,7 @@ def test_prepare_prints_fold_counts_and_reuses(knee_raw, tmp_path, capsys, monke
     assert "Reusing the prepared dataset" in capsys.readouterr().out
 
 
+@pytest.mark.bad_input
 def test_wrong_layout_names_the_expected_one(tmp_path, capsys):
     synthetic.write_breast(tmp_path / "raw")
     assert (
@@ -123,6 +124,7 @@ def test_failed_prepare_keeps_what_the_data_dir_held_before(tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["chest", "downloads"]
 
 
+@pytest.mark.bad_input
 def test_missing_or_empty_manual_dir_is_an_error(tmp_path, capsys):
     args = ("--dataset", "knee", "--data_dir", tmp_path / "out", "--size", 32)
     assert _run("--manual_dir", tmp_path / "nothing", *args) == 1

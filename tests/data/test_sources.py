@@ -145,13 +145,15 @@ def test_thyroid_cases_and_inner_join(tmp_path):
     assert (tmp_path / "thyroid/112_1.jpg").exists()  # orphan, dropped
 
 
+@pytest.mark.bad_input
 def test_thyroid_tirads_off_row_7_is_an_error_naming_the_file(tmp_path):
     cases = [synthetic.ThyroidCase(1, "4a", tirads_child=8)]
     synthetic.write_thyroid(tmp_path, cases, orphan_images=0)
     with pytest.raises(
         sources.LayoutError, match=re.escape(str(tmp_path / "thyroid/1.xml"))
-    ):
+    ) as error:
         sources.read_thyroid(tmp_path)
+    assert "its 8th child is <tirads>" in str(error.value)
 
 
 def test_knee_labels_and_valid_abnormal_quirk(tmp_path):
@@ -321,6 +323,7 @@ def _error_matching(path):
     return pytest.raises(sources.LayoutError, match=re.escape(str(path)))
 
 
+@pytest.mark.bad_input
 def test_missing_label_file_names_it(tmp_path):
     synthetic.write_isic(tmp_path)
     (tmp_path / sources.ISIC_LABEL_FILE).unlink()
@@ -328,6 +331,7 @@ def test_missing_label_file_names_it(tmp_path):
         sources.read_isic(tmp_path)
 
 
+@pytest.mark.bad_input
 def test_missing_knee_csv_names_it(tmp_path):
     synthetic.write_knee(tmp_path)
     (tmp_path / "knee/valid-abnormal.csv").unlink()
@@ -335,6 +339,7 @@ def test_missing_knee_csv_names_it(tmp_path):
         sources.read_knee(tmp_path)
 
 
+@pytest.mark.bad_input
 def test_empty_class_folder_names_it(tmp_path):
     synthetic.write_chest(tmp_path)
     folder = tmp_path / "chest_xray/val/NORMAL"
@@ -344,6 +349,7 @@ def test_empty_class_folder_names_it(tmp_path):
         sources.read_chest(tmp_path)
 
 
+@pytest.mark.bad_input
 def test_unknown_extension_names_the_folder(tmp_path):
     synthetic.write_breast(tmp_path)
     (tmp_path / "breast/notes.doc").write_text("x")
@@ -352,12 +358,14 @@ def test_unknown_extension_names_the_folder(tmp_path):
     assert str(tmp_path / "breast") in str(error.value)
 
 
+@pytest.mark.bad_input
 def test_missing_target_folder_names_the_layout(tmp_path):
     with pytest.raises(sources.LayoutError, match="Expected layout") as error:
         sources.read_thyroid(tmp_path)
     assert str(tmp_path / "thyroid") in str(error.value)
 
 
+@pytest.mark.bad_input
 def test_missing_mammogram_image_names_it(tmp_path):
     synthetic.write_mammograms(tmp_path)
     victim = sorted((tmp_path / "mammograms/images").iterdir())[0]
@@ -367,6 +375,7 @@ def test_missing_mammogram_image_names_it(tmp_path):
     assert len(sources.read_mammograms(tmp_path, require_images=False)) > 0
 
 
+@pytest.mark.bad_input
 def test_bad_pcam_name_and_oversized_sample(tmp_path):
     synthetic.write_pcam_png(tmp_path, PCAM_LABELS)
     with pytest.raises(sources.LayoutError, match="Cannot sample 10000"):
@@ -377,6 +386,7 @@ def test_bad_pcam_name_and_oversized_sample(tmp_path):
         sources.read_pcam_png(tmp_path, None)
 
 
+@pytest.mark.bad_input
 def test_missing_pcam_everything_names_both_layouts(tmp_path):
     with pytest.raises(sources.LayoutError, match="PCam_raw"):
         sources.read_target("pcam-small", tmp_path)

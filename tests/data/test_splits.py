@@ -101,6 +101,7 @@ def test_v1_form_is_train_and_the_whole_held_out_part():
         np.testing.assert_array_equal(converted.val, np.sort(old.val))
 
 
+@pytest.mark.bad_input
 def test_check_folds_catches_a_shared_group_and_a_broken_partition():
     groups = np.array([f"p{i // 2}" for i in range(40)])
     folds = splits.make_folds(np.zeros(40, int), groups)
@@ -115,6 +116,7 @@ def test_check_folds_catches_a_shared_group_and_a_broken_partition():
         splits.check_folds([folds[0], folds[0], *folds[2:]], 40)
 
 
+@pytest.mark.bad_input
 def test_check_folds_catches_unstratified_folds():
     labels = np.array([0] * 50 + [1] * 50)
     order = np.arange(100)
@@ -296,6 +298,7 @@ def test_paper_fold_import_matches_shared_mammogram_images_by_row(tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.bad_input
 def test_paper_fold_import_rejects_a_label_mismatch(tmp_path):
     synthetic.write_breast(tmp_path / "data", image_size=4)
     examples = sources.read_breast(tmp_path / "data")
@@ -325,6 +328,7 @@ def test_paper_fold_import_rejects_a_label_mismatch(tmp_path):
         splits.read_paper_folds(folder, examples)
 
 
+@pytest.mark.bad_input
 def test_remap_rejects_foreign_prefixes(tmp_path):
     assert splits.remap_paper_path("../../../data/thyroid/1_1.jpg", tmp_path) == (
         tmp_path / "thyroid" / "1_1.jpg"

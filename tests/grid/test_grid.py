@@ -73,6 +73,7 @@ def test_grid_writes_results_in_the_paper_schema_and_resumes(finished):
     ).stat().st_mtime_ns == stamp
 
 
+@pytest.mark.bad_input
 def test_missing_inputs_stop_before_any_compute(tmp_path, demo_sources):
     config = _config(tmp_path, demo_sources)
     config.data.synthetic = False
@@ -87,6 +88,7 @@ def test_missing_inputs_stop_before_any_compute(tmp_path, demo_sources):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.bad_input
 def test_targets_expect_the_papers_fold_csvs(tmp_path):
     config = default.for_target("knee")
     assert config.data.paper_folds == "data/paper_folds/knee"
@@ -268,6 +270,7 @@ def test_head_stage_keeps_its_last_weights_as_the_reference_unless_told_otherwis
     assert plan.stages(config, spec)[0].keep_best
 
 
+@pytest.mark.bad_input
 def test_cca_stimuli_at_the_papers_size_are_checked_before_any_compute(tmp_path):
     assert default.for_target("knee").analysis.image_size == 112
     config = default.for_target("thyroid")
@@ -287,6 +290,7 @@ def test_cca_stimuli_at_the_papers_size_are_checked_before_any_compute(tmp_path)
     assert "--size 224" not in str(error.value)
 
 
+@pytest.mark.bad_input
 def test_resuming_with_another_config_is_refused_before_any_compute(
     tmp_path, demo_sources
 ):
@@ -363,6 +367,7 @@ def test_a_checkpoint_of_another_model_is_named(finished, tmp_path):
     assert "resnet50" in str(error.value)
 
 
+@pytest.mark.bad_input
 def test_a_diverging_run_is_marked_failed_and_the_grid_goes_on(tmp_path, demo_sources):
     """The ImageNet stand-in's weights, scaled until its activations overflow:
     its runs' loss is NaN from the first step; the random run is unaffected."""

@@ -72,6 +72,7 @@ def test_extract_all_blocks(fine_tuned_checkpoint, tmp_path):
         (np.zeros((2, 16, 16, 3), np.uint8), "too small"),
     ],
 )
+@pytest.mark.bad_input
 def test_bad_images_leave_no_output(
     fine_tuned_checkpoint, tmp_path, array, match, capsys
 ):
@@ -84,6 +85,7 @@ def test_bad_images_leave_no_output(
     assert [p.name for p in tmp_path.iterdir()] == ["x.npy"]
 
 
+@pytest.mark.bad_input
 def test_not_a_checkpoint(tmp_path, capsys):
     np.save(tmp_path / "x.npy", np.zeros((1, 32, 32, 3), np.uint8))
     argv = ["--checkpoint", tmp_path, "--images", tmp_path / "x.npy"]

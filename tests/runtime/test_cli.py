@@ -1,6 +1,7 @@
 """runtime.cli: one line for an error, the traceback with --verbose."""
 
 import errno
+import importlib
 
 import pytest
 from ml_collections import ConfigDict
@@ -51,3 +52,32 @@ def test_a_listed_override_of_strings_is_split_like_one_of_numbers():
     cli.split_listed_strings(config)
     assert config.grid.sources == ("ImageNet", "random")
     assert config.grid.folds == (1, 2)
+
+
+ARGPARSE_COMMANDS = (
+    "jaxtransfer.analyze",
+    "jaxtransfer.pool",
+    "jaxtransfer.extract",
+    "jaxtransfer.demo",
+    "jaxtransfer.data.prepare",
+    "converters.keras_h5",
+    "converters.torch_pth",
+    "converters.to_keras_h5",
+)
+
+
+@pytest.mark.parametrize("module", ARGPARSE_COMMANDS)
+def test_every_command_line_takes_verbose(module, capsys):
+    main = importlib.import_module(module).main
+    with pytest.raises(SystemExit) as stop:
+        main(["--help"])
+    assert stop.value.code == 0
+    assert "--verbose" in capsys.readouterr().out
+
+
+def test_the_grid_command_takes_verbose():
+    from absl import flags
+
+    import jaxtransfer.main  # noqa: F401  (defines its flags)
+
+    assert flags.FLAGS["verbose"].help == cli.VERBOSE_HELP

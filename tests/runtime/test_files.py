@@ -38,3 +38,13 @@ def test_an_unnamed_os_error_gets_the_path_it_was_writing(tmp_path):
     with pytest.raises(OSError) as error, files.naming(target):
         raise named
     assert error.value is named  # one that names its file stays as it is
+
+
+def test_the_scratch_of_a_killed_attempt_is_removed_by_the_next(tmp_path):
+    target = tmp_path / "model"
+    stale = tmp_path / ".model.partial-k1ll3d"  # SIGKILL left it mid-write
+    (stale / "d").mkdir(parents=True)
+    (tmp_path / ".other.partial-x").mkdir()  # another output's: left alone
+    with files.atomic_directory(target) as scratch:
+        (scratch / "weights").write_text("w")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.partial-x", "model"]

@@ -225,10 +225,12 @@ def _convert_cli_fails(source, output, match, capsys):
     assert not leftovers, leftovers
 
 
+@pytest.mark.bad_input
 def test_missing_file(tmp_path, capsys):
     _convert_cli_fails(tmp_path / "nope.h5", tmp_path / "out", "no such file", capsys)
 
 
+@pytest.mark.bad_input
 def test_truncated_file(files, tmp_path, capsys):
     data = files["full_model"].read_bytes()
     truncated = tmp_path / "truncated.h5"
@@ -236,6 +238,7 @@ def test_truncated_file(files, tmp_path, capsys):
     _convert_cli_fails(truncated, tmp_path / "out", "truncated or corrupt", capsys)
 
 
+@pytest.mark.bad_input
 def test_not_hdf5(tmp_path, capsys):
     text = tmp_path / "weights.h5"
     text.write_text("this is not a weight file\n")
@@ -254,6 +257,7 @@ def test_an_empty_or_html_download_is_not_hdf5(tmp_path, content, capsys):
     _convert_cli_fails(path, tmp_path / "out", "is not a readable HDF5 file", capsys)
 
 
+@pytest.mark.bad_input
 def test_hdf5_without_keras_layout(tmp_path, capsys):
     path = tmp_path / "plain.h5"
     with h5py.File(path, "w") as f:
@@ -274,6 +278,7 @@ def test_a_shallower_keras_resnet_converts_with_its_own_depth(images, tmp_path):
         _assert_close(acts[name], value, f"shallow {name}")
 
 
+@pytest.mark.bad_input
 def test_not_a_resnet50(tmp_path, capsys):
     inputs = keras.Input((32, 32, 3))
     x = keras.layers.Conv2D(8, 3, name="conv")(inputs)
@@ -284,6 +289,7 @@ def test_not_a_resnet50(tmp_path, capsys):
     _convert_cli_fails(path, tmp_path / "out", "not a Keras ResNet50", capsys)
 
 
+@pytest.mark.bad_input
 def test_shape_mismatch_names_layer_and_shapes(tmp_path, capsys):
     grey = keras_oracle.resnet50(seed=5, input_shape=(64, 64, 1))
     path = tmp_path / "grey.h5"
@@ -303,6 +309,7 @@ def test_failure_while_saving_leaves_no_directory(files, tmp_path, monkeypatch, 
     _convert_cli_fails(files["weights_only"], tmp_path / "out", "disk full", capsys)
 
 
+@pytest.mark.bad_input
 def test_existing_output_is_not_overwritten(files, tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()

@@ -112,12 +112,14 @@ def _cli_fails(path, tmp_path, match, capsys):
     assert not out.exists()
 
 
+@pytest.mark.bad_input
 def test_resnet18_is_rejected(tmp_path, capsys):
     path = tmp_path / "r18.pth"
     torch.save(torchvision.models.resnet18(weights=None).state_dict(), path)
     _cli_fails(path, tmp_path, "shape mismatch at 'layer1.0.conv1.weight'", capsys)
 
 
+@pytest.mark.bad_input
 def test_shape_mismatch_names_key_and_shapes(tmp_path, capsys):
     model = _randomized_resnet50()
     model.conv1 = torch.nn.Conv2d(1, 64, 7, 2, 3, bias=False)
@@ -139,6 +141,7 @@ def test_missing_keys_are_named(tmp_path, capsys):
     )
 
 
+@pytest.mark.bad_input
 def test_not_a_state_dict_and_corrupt_file(tmp_path, capsys):
     listing = tmp_path / "list.pth"
     torch.save([1, 2, 3], listing)
