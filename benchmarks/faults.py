@@ -256,7 +256,9 @@ def _leftovers(directory: Path) -> list[str]:
     )
 
 
-def _shared_inputs(root: Path, commands, images: int, timeout: float) -> None:
+def _shared_inputs(
+    root: Path, commands, images: int, timeout: float, full_disk: bool
+) -> None:
     """What the trials read: the raw download, a Keras file, a finished grid (whose
     compiled programs the grid's runs then find in the cache)."""
     _synthetic_raw(root / "raw", images)
@@ -268,7 +270,7 @@ def _shared_inputs(root: Path, commands, images: int, timeout: float) -> None:
             weights=None, include_top=False, input_shape=(32, 32, 3)
         )
         model.save(root / "resnet50.h5")  # Keras's full-model HDF5
-    if {"grid", "analyze", "pool"} & set(commands):
+    if full_disk or {"grid", "analyze", "pool"} & set(commands):
         grid = Grid(root)
         grid.prepare(root / "grid")
         result = _run(grid.command(root / "grid"), timeout)
@@ -379,9 +381,9 @@ def disk_full(name: str, scratch: Path, timeout: float) -> dict:
     """A command that runs out of space on a tmpfs after a finished part.
 
     prepare: size 32 finished, then size 48 on a nearly full disk. grid: the
-    ImageNet run finished, then the grid of both sources. Each must stop with a
-    clean error, leave the finished part byte for byte, and finish once the
-    space is freed.
+    finished grid's workdir without its RadImageNet run, which the grid then
+    trains again on a nearly full disk. Each must stop with a clean error, leave
+    the finished part byte for byte, and finish once the space is freed.
     """
     mount = scratch / f"full-{name}"
     row = {"fault": "disk_full", "command": name}
@@ -390,20 +392,23 @@ def disk_full(name: str, scratch: Path, timeout: float) -> dict:
         return {**row, "skipped": reason}
     try:
         if name == "prepare":
-            case = Prepare(scratch / "shared")
-            first = case.command(mount)
+            first = Prepare(scratch / "shared").command(mount)
             second = [*first[:-2], "48", "--no_progress"]
             finished = mount / "data" / "breast" / "size32"
+            result = _run(first, timeout)
+            if result.returncode:
+                sys.exit(f"prepare before the full disk failed:\n{result.stderr}")
         else:
-            case = Grid(scratch / "shared")
-            case.prepare(mount / "trial")
-            second = case.command(mount / "trial")
-            first = [*second, "--config.grid.sources=ImageNet"]
-            finished = mount / "trial" / "run" / "ImageNet-freezeFalse"
-        result = _run(first, timeout)
-        if result.returncode:
-            sys.exit(f"{name}: the part before the full disk failed:\n"
-                     f"{result.stderr[-3000:]}")  # fmt: skip
+            grid = scratch / "shared" / "grid"
+            shutil.copytree(grid / "run", mount / "run")
+            shutil.rmtree(mount / "run" / "RadImageNet-freezeFalse")
+            for result_file in ("AUC.csv", "summary.json"):
+                (mount / "run" / result_file).unlink()
+            second = [
+                "-m", "jaxtransfer.main", f"--config={grid / 'config.py'}",
+                f"--workdir={mount / 'run'}",
+            ]  # fmt: skip
+            finished = mount / "run" / "ImageNet-freezeFalse"
         before = _tree_digest(finished)
         filler = _fill(mount, leave=64 * 1024)
         full = _run(second, timeout)
@@ -521,7 +526,9 @@ def main(argv=None) -> int:
     # re-run in a workdir does with its own cache.
     os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(scratch / "jax_cache"))
     try:
-        _shared_inputs(scratch / "shared", commands, args.images, args.timeout)
+        _shared_inputs(
+            scratch / "shared", commands, args.images, args.timeout, args.disk_full
+        )
         rows = []
         for name in commands:
             case = CASES[name](scratch / "shared")
