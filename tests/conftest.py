@@ -61,6 +61,7 @@ def demo_sources(tmp_path_factory) -> dict[str, str]:
 # with the longest leaves the many short files to fill the end evenly, instead of
 # one worker finishing a long file alone.
 SLOWEST_FILES = (
+    "benchmarks/test_faults_script.py",
     "training/test_devices.py",
     "training/test_engine.py",
     "grid/test_grid.py",

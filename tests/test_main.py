@@ -2,8 +2,9 @@
 its stop when inputs are missing.
 
 Two processes with two virtual CPU devices each train a two-run grid together
-(ImageNet and RadImageNet with a frozen-base first stage, so both stages run): one
-member slot on each process's devices, each run's batch split over its two.
+(ImageNet and RadImageNet, fine-tuned): one member slot on each process's devices,
+each run's batch split over its two. (Both stages over two processes:
+tests/training/test_devices.py.)
 Process 0 alone writes the shared files (the synthetic data and the pre-trained
 stand-ins included), each run's model and log are written once, completely, and
 AUC.csv holds the AUC of the saved test predictions.
@@ -47,7 +48,7 @@ def _config_file(tmp_path: Path) -> Path:
                 )
                 config.init.RadImageNet = {str(tmp_path / "sources" / "RadImageNet")!r}
                 config.grid.sources = ("ImageNet", "RadImageNet")
-                config.grid.freeze = (True,)  # both stages in each run
+                config.grid.freeze = (False,)
                 config.grid.folds = (1,)
                 config.train.num_epochs = 1
                 config.train.head_num_epochs = 1
@@ -92,8 +93,8 @@ def test_two_processes_run_the_grid_and_write_each_result_once(tmp_path):
     # once and whole: AUC.csv holds the AUC of the saved predictions.
     rows = _read_auc(tmp_path / "two")
     assert [(r["source"], r["freeze"]) for r in rows] == [
-        ("ImageNet", "freezeTrue"),
-        ("RadImageNet", "freezeTrue"),
+        ("ImageNet", "freezeFalse"),
+        ("RadImageNet", "freezeFalse"),
     ]
     for row in rows:
         run_dir = tmp_path / "two" / f"{row['source']}-{row['freeze']}" / "fold1"

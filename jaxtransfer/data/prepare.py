@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -151,6 +152,12 @@ def prepare(
     tfds.disable_progress_bar()  # our own bar counts decoded images
     scaffold = _scaffold(builder, data_dir)
     existed = {path for path in scaffold if path.exists()}
+    # TFDS writes into incomplete.<random>_<version> and removes it on an error,
+    # but a killed prepare leaves it for good. (One prepare of a dataset and size
+    # at a time per data_dir, as TFDS itself needs.)
+    version_dir = Path(builder.data_dir)
+    for stale in version_dir.parent.glob(f"incomplete.*_{version_dir.name}"):
+        shutil.rmtree(stale, ignore_errors=True)
     try:
         builder.download_and_prepare(
             download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir))

@@ -210,8 +210,10 @@ def test_killed_prepare_leaves_no_complete_dataset(knee_raw, tmp_path):
     process.wait()
     builder = builders.make_builder("knee", tmp_path, 32)
     assert not builder.is_prepared()
+    assert [p.name for p in target.glob("incomplete.*")]  # what the kill left
     assert _run(*argv) == 0
     assert builders.make_builder("knee", tmp_path, 32).is_prepared()
+    assert [p.name for p in target.iterdir()] == [builders.VERSION]  # no leftovers
 
 
 def test_truncated_mammogram_is_decoded_and_counted(tmp_path, capsys):

@@ -4,7 +4,7 @@ Each set-up runs in its own process (the device count is fixed when jax starts):
 two runs on 1 device; on 4 virtual devices as 2 member slots x 2-way data
 parallel; on 4 devices all data parallel; on 2 processes x 2 devices. And the
 compiled step's collectives on 4 virtual devices, read from its program text.
-(A grid killed with SIGKILL and re-run: tests/grid/test_grid.py.)
+(Commands killed with SIGKILL and re-run: benchmarks/faults.py and its test.)
 """
 
 import json
