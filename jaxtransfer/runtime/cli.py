@@ -8,6 +8,8 @@ import argparse
 import contextlib
 import logging
 import sys
+import threading
+import warnings
 from collections.abc import Iterator
 
 VERBOSE_HELP = "on an error, show the traceback too"
@@ -56,21 +58,61 @@ def split_listed_strings(config) -> None:
             )
 
 
+class _WithoutTraceback(logging.Filter):
+    """Logs a record's message alone, without the traceback it carries."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        return True
+
+
+def _quiet(*_) -> None:
+    """A hook that prints nothing: the error that ends the command is printed."""
+
+
+class _OncePerKind:
+    """``sys.unraisablehook`` printing one line per kind of ignored error.
+
+    Callbacks of a failing checkpoint write (tensorstore into asyncio) raise the
+    same ignored error hundreds of times, each with its traceback.
+    """
+
+    def __init__(self):
+        self.seen = set()
+
+    def __call__(self, unraisable) -> None:
+        error = unraisable.exc_value
+        kind = (type(error).__name__, str(error))
+        if kind not in self.seen:
+            self.seen.add(kind)
+            print(f"note: ignored in a callback: {kind[0]}: {kind[1]}", file=sys.stderr)
+
+
 @contextlib.contextmanager
 def reported_errors(verbose: bool = False) -> Iterator[None]:
     """Prints ``message(error)`` to stderr and exits with status 1 if the block raises.
 
     ``KeyboardInterrupt`` and ``SystemExit`` pass as they are. Without
-    ``verbose`` the ``asyncio`` logger is quiet: a failed checkpoint write (a full
-    disk) fails each of orbax's pending write tasks too, and asyncio logs every
-    one with its traceback; the error that reaches this block names the path.
+    ``verbose``, no traceback reaches the terminal from anywhere: a failed
+    checkpoint write (a full disk) fails each of orbax's pending write tasks and
+    threads too, which log their tracebacks, and tensorstore's callbacks into a
+    closed asyncio loop raise ignored errors by the hundred. Log records keep
+    their one line, an ignored error is noted once per kind, and the error that
+    reaches this block names the path.
     """
     if not verbose:
         logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_WithoutTraceback())
+        sys.unraisablehook = _OncePerKind()
     try:
         yield
     except Exception as error:
         if verbose:
             raise
+        # Exiting: what the background threads and callbacks raise from here on
+        # restates this error.
+        sys.excepthook = threading.excepthook = sys.unraisablehook = _quiet
+        warnings.simplefilter("ignore")  # "coroutine ... was never awaited"
         print(message(error), file=sys.stderr)
         sys.exit(1)
