@@ -209,7 +209,12 @@ class Analyze(Case):
 
 
 class Pool(Case):
-    """Over the analysed grid (read only)."""
+    """Over the analysed grid (read only): the analyze case's reference when it
+    ran, else one made for it."""
+
+    def __init__(self, shared: Path):
+        super().__init__(shared)
+        self.analysed = shared / "analysed"
 
     def prepare(self, trial):
         trial.mkdir(parents=True)
@@ -217,7 +222,7 @@ class Pool(Case):
     def command(self, trial):
         return [
             "-m", "jaxtransfer.pool", "--workdir", str(trial / "pooled"),
-            str(self.shared / "analysed" / "run"),
+            str(self.analysed / "run"),
         ]  # fmt: skip
 
     def outputs(self, trial):
@@ -276,7 +281,7 @@ def _shared_inputs(
         result = _run(grid.command(root / "grid"), timeout)
         if result.returncode:
             sys.exit(f"the grid for analyze/pool failed:\n{result.stderr[-3000:]}")
-    if "pool" in commands:
+    if "pool" in commands and "analyze" not in commands:
         shutil.copytree(root / "grid", root / "analysed")
         analyze = Analyze(root)
         result = _run(analyze.command(root / "analysed"), timeout)
@@ -517,10 +522,10 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--scratch", default=None, help="default: a temporary dir")
     args = parser.parse_args(argv)
-    commands = args.commands.split(",")
-    unknown = set(commands) - set(COMMANDS)
+    unknown = set(args.commands.split(",")) - set(COMMANDS)
     if unknown:
         parser.error(f"--commands: unknown {sorted(unknown)}; known {COMMANDS}")
+    commands = [c for c in COMMANDS if c in args.commands.split(",")]  # in order
     scratch = Path(args.scratch or tempfile.mkdtemp(prefix="jaxtransfer_faults_"))
     # One compilation cache for every run: a re-run compiles nothing new, as a
     # re-run in a workdir does with its own cache.
@@ -532,6 +537,8 @@ def main(argv=None) -> int:
         rows = []
         for name in commands:
             case = CASES[name](scratch / "shared")
+            if name == "pool" and "analyze" in commands:
+                case.analysed = scratch / "analyze-reference"
             row = kill_anywhere(
                 name, case, scratch, args.kills, args.seed, args.timeout
             )
