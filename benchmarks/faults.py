@@ -334,10 +334,13 @@ def kill_anywhere(name: str, case: Case, scratch: Path, kills: int, seed: int,
         if left:
             row["leftovers"] += 1
             row["failures"].append(f"trial {k}: left {left[:5]}")
-        if case.outputs(trial) == expected:
+        got = case.outputs(trial)
+        if got == expected:
             row["identical"] += 1
         else:
-            row["failures"].append(f"trial {k}: outputs differ from the reference")
+            row["failures"].append(
+                f"trial {k}: outputs differ from the reference: {got} != {expected}"
+            )
         shutil.rmtree(trial, ignore_errors=True)
     return row
 
