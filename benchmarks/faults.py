@@ -101,7 +101,7 @@ class Case:
         self.shared = shared  # inputs made once for every trial
 
     def prepare(self, trial: Path) -> None:
-        raise NotImplementedError
+        trial.mkdir(parents=True)
 
     def command(self, trial: Path) -> list[str]:
         raise NotImplementedError
@@ -124,9 +124,6 @@ def _synthetic_raw(path: Path, images: int) -> None:
 
 
 class Prepare(Case):
-    def prepare(self, trial):
-        trial.mkdir(parents=True)
-
     def command(self, trial):
         return [
             "-m", "jaxtransfer.data.prepare", "--dataset", "breast",
@@ -146,9 +143,6 @@ class Prepare(Case):
 
 
 class KerasH5(Case):
-    def prepare(self, trial):
-        trial.mkdir(parents=True)
-
     def command(self, trial):
         return [
             "-m", "converters.keras_h5", "--input", str(self.shared / "resnet50.h5"),
@@ -168,7 +162,7 @@ class KerasH5(Case):
 
 class Grid(Case):
     def prepare(self, trial):
-        trial.mkdir(parents=True)
+        super().prepare(trial)
         (trial / "config.py").write_text(
             CONFIG.format(
                 raw=str(trial / "raw"),
@@ -215,9 +209,6 @@ class Pool(Case):
     def __init__(self, shared: Path):
         super().__init__(shared)
         self.analysed = shared / "analysed"
-
-    def prepare(self, trial):
-        trial.mkdir(parents=True)
 
     def command(self, trial):
         return [
