@@ -122,11 +122,8 @@ def loss_name(config: ConfigDict, num_classes: int) -> str:
     return config.train.binary_loss
 
 
-def build_model(config: ConfigDict, spec: RunSpec, outputs: int) -> resnet.ResNet:
-    """The run's starting point: a source's backbone plus a fresh head.
-
-    docs/protocol.md#model
-    """
+def fresh_model(config: ConfigDict, spec: RunSpec, outputs: int) -> resnet.ResNet:
+    """The run's architecture, randomly initialised (the random source's start)."""
     rngs = nnx.Rngs(jax.random.fold_in(jax.random.key(config.seed), spec.fold))
     make = models.get(config.model.name)
     dropout = (
@@ -135,12 +132,20 @@ def build_model(config: ConfigDict, spec: RunSpec, outputs: int) -> resnet.ResNe
         else config.model.head_dropout
     )
     # Parameters stay float32 (master weights); compute_dtype sets the arithmetic.
-    model = make(
+    return make(
         num_classes=outputs,
         head_dropout=dropout,
         rngs=rngs,
         dtype=jnp.dtype(config.model.compute_dtype),
     )
+
+
+def build_model(config: ConfigDict, spec: RunSpec, outputs: int) -> resnet.ResNet:
+    """The run's starting point: a source's backbone plus a fresh head.
+
+    docs/protocol.md#model
+    """
+    model = fresh_model(config, spec, outputs)
     if spec.source != "random":
         source, _ = pretrained.load(config.init[spec.source])
         if (source.stage_sizes, source.num_features) != (
@@ -210,3 +215,9 @@ def step_config_for(config: ConfigDict, num_classes: int) -> steps.StepConfig:
 def group_key(model: nnx.Module, run_stages: list[engine.Stage]):
     """Runs with equal keys train together (one program, the same stages)."""
     return nnx.graphdef(model), tuple(run_stages)
+
+
+def spec_group_key(config: ConfigDict, spec: RunSpec, outputs: int):
+    """``group_key`` of a run without building its weights (shapes only)."""
+    model = nnx.eval_shape(lambda: fresh_model(config, spec, outputs))
+    return group_key(model, stages(config, spec))

@@ -1,5 +1,6 @@
 """Runs (or resumes) a target's grid: trains the pending runs, writes the results."""
 
+import collections
 import functools
 import json
 import logging
@@ -20,7 +21,13 @@ from jaxtransfer.training import engine, metrics
 
 
 class RunLog:
-    """A run's epoch records: JSONL, TensorBoard scalars, a log line (process 0)."""
+    """A run's epoch records: JSONL, TensorBoard scalars, a log line (process 0).
+
+    A log holds exactly the epochs its run's weights went through: a fresh run
+    starts it empty, a resumed one rewrites its checkpoint's history (``restart``),
+    so an epoch an attempt logged before it was killed, and before the save of
+    that epoch landed, is not kept twice.
+    """
 
     def __init__(self, spec: RunSpec, run_dir: Path):
         self.spec, self.run_dir = spec, run_dir
@@ -28,7 +35,8 @@ class RunLog:
         self.writes = processes.is_primary()  # every process trains; one writes
         self.records = 0
         if self.writes:
-            self.jsonl = open(run_dir / "log.jsonl", "a")
+            shutil.rmtree(run_dir / "tensorboard", ignore_errors=True)
+            self.jsonl = open(run_dir / "log.jsonl", "w")
             self.scalars = tensorboardX.SummaryWriter(str(run_dir / "tensorboard"))
 
     def restart(self, history: list[dict]) -> None:
@@ -39,18 +47,15 @@ class RunLog:
         lines = [json.dumps({"run": self.spec.directory, **r}) + "\n" for r in history]
         files.write_text(self.run_dir / "log.jsonl", "".join(lines))
         self.jsonl = open(self.run_dir / "log.jsonl", "a")
-        self.records = len(history)
+        for record in history:
+            self._add_scalars(record)
 
     def __call__(self, record: dict) -> None:
         if not self.writes:
             return
         self.jsonl.write(json.dumps({"run": self.spec.directory, **record}) + "\n")
         self.jsonl.flush()
-        for key, value in record.items():
-            if "/" in key:
-                self.scalars.add_scalar(key, value, self.records)
-        self.scalars.flush()
-        self.records += 1
+        self._add_scalars(record)
         logging.info(
             "%s %s epoch %d: loss %.4f val_loss %.4f val_acc %.3f val_auc %.3f "
             "(%.0f img/s)",
@@ -63,6 +68,13 @@ class RunLog:
             record.get("val/auc", float("nan")),
             record["timing/images_per_s"],
         )
+
+    def _add_scalars(self, record: dict) -> None:
+        for key, value in record.items():
+            if "/" in key:
+                self.scalars.add_scalar(key, value, self.records)
+        self.scalars.flush()
+        self.records += 1
 
     def close(self) -> None:
         if self.writes and not self.closed:
@@ -129,6 +141,7 @@ def train_runs(
     folds: dict,
     workdir: Path,
     timings: engine.Timings | None = None,
+    planned: list[RunSpec] | None = None,
 ) -> tuple[dict[RunSpec, dict], dict[RunSpec, dict]]:
     """Trains and tests ``specs`` with the engine, as few groups as possible.
 
@@ -137,15 +150,19 @@ def train_runs(
 
     Runs with the same architecture and stages (e.g. the ImageNet and
     RadImageNet freezeFalse runs of every fold) are members of one ``engine.train``
-    call over the device mesh (docs/training.md#devices).
+    call over the device mesh (docs/training.md#devices). Each group's cohort is
+    its runs among ``planned`` (the whole grid, finished runs included; default
+    ``specs``): a run resumed after the others finished trains in the programs
+    of an uninterrupted grid, bit for bit.
     """
     splits = {
         fold: {name: engine.Split(d["images"], d["labels"]) for name, d in data.items()}
         for fold, (data, _) in folds.items()
     }  # one object per split: runs of a fold share it on device
+    # Every fold holds the target's classes.
+    outputs = plan.num_outputs(config, len(next(iter(folds.values()))[1]))
     groups: dict = {}
     for spec in specs:
-        outputs = plan.num_outputs(config, len(folds[spec.fold][1]))
         model = plan.build_model(config, spec, outputs)
         run = engine.Run(
             spec.directory,
@@ -157,19 +174,23 @@ def train_runs(
         groups.setdefault(plan.group_key(model, plan.stages(config, spec)), []).append(
             (spec, run)
         )
+    cohorts = collections.Counter(
+        plan.spec_group_key(config, spec, outputs) for spec in planned or specs
+    )
     callbacks = GridCallbacks(config, specs, folds, workdir)
     try:
-        for group in groups.values():
+        for key, group in groups.items():
             group_specs = [spec for spec, _ in group]
             class_names = folds[group_specs[0].fold][1]
             engine.train(
                 [run for _, run in group],
                 plan.stages(config, group_specs[0]),
-                num_classes=plan.num_outputs(config, len(class_names)),
+                num_classes=outputs,
                 step_config=plan.step_config_for(config, len(class_names)),
                 settings=settings_for(config),
                 callbacks=callbacks,
                 timings=timings,
+                cohort=max(cohorts[key], len(group)),
             )
     finally:
         callbacks.close()
@@ -345,7 +366,9 @@ def run(config: ConfigDict, workdir: str | os.PathLike) -> dict:
         for _, class_names in folds.values():
             results.auc_key(config, len(class_names))  # before any training
         timings = engine.Timings()
-        done, diverged = train_runs(config, pending, folds, workdir, timings)
+        done, diverged = train_runs(
+            config, pending, folds, workdir, timings, planned=plan.runs(config)
+        )
         finished.update(done)
         failed.update(diverged)
         logging.info("training time: %s", timings.summary())

@@ -30,6 +30,10 @@ architecture and a list of ``Stage`` s and trains them stage by stage
   (``training.checkpoint``), from a background thread, at most every
   ``Settings.checkpoint_every_s`` and at the end of each stage but its last; a
   run resumes in whatever slot it gets, exactly where its checkpoint stopped.
+* **Cohorts.** The mesh and every stage's slots are sized for the runs first
+  started together (``cohort``), not for those still training: a run resumed
+  after the others finished computes with the programs it started in, so its
+  results are bit for bit those of an uninterrupted run.
 """
 
 import contextlib
@@ -114,7 +118,7 @@ class Settings:
     eval_batch_size: int
     member_mode: str = "auto"  # 'auto' picks the platform's: loop (CPU) or map
     members: int | None = None  # devices along the members axis; None: factorize
-    slots_per_device: int | None = None  # None: every waiting run in one wave
+    slots_per_device: int | None = None  # None: the whole cohort in one wave
     checkpoint_every_s: float = 60.0
     progress: bool = True
     # (labels, probs) -> the validation AUC of an epoch: logged as val/auc and
@@ -447,8 +451,8 @@ class _Engine:
     """The state of one ``train`` call."""
 
     def __init__(self, runs, stages, num_classes, step_config, settings, mesh,
-                 callbacks, timings):  # fmt: skip
-        self.runs, self.stages = list(runs), list(stages)
+                 callbacks, timings, cohort):  # fmt: skip
+        self.runs, self.stages, self.cohort = list(runs), list(stages), cohort
         self.num_classes, self.step_config = num_classes, step_config
         self.settings, self.mesh = settings, mesh
         self.callbacks, self.timings = callbacks, timings
@@ -509,7 +513,7 @@ class _Engine:
             bn_train=stage.bn_train,
         )
         trainable = steps.head_only if stage.head_only else nnx.Param
-        per_group = math.ceil(len(waiting) / self.groups)
+        per_group = math.ceil(self.cohort / self.groups)
         if self.settings.slots_per_device:
             per_group = min(per_group, self.settings.slots_per_device)
         slots = per_group * self.groups
@@ -859,6 +863,7 @@ def train(
     mesh: Mesh | None = None,
     callbacks: Callbacks | None = None,
     timings: Timings | None = None,
+    cohort: int | None = None,
 ) -> dict[str, list[dict]]:
     """Trains every run through ``stages``; each run's model ends trained.
 
@@ -869,32 +874,40 @@ def train(
         step_config: The steps' math (learning rate and BatchNorm mode per stage).
         settings: Batch sizes and how the loop runs.
         mesh: A ``members`` x ``data`` mesh; default ``training.mesh.make_mesh``
-            for ``len(runs)`` members.
+            for ``cohort`` members.
         callbacks: Epoch records, resumption and finished runs.
         timings: Filled with where the time went.
+        cohort: How many runs first started together with these, the finished
+            ones included (default ``len(runs)``): the mesh and the stages' slots
+            are sized for them, so a resumed run is bit for bit as it would
+            have been.
 
     Returns:
         Each run's per-epoch history (all stages), by name. A run whose training
         loss became NaN or inf stops there (``Callbacks.failed``); the others go on.
 
     Raises:
-        ValueError: Duplicate names or differing architectures.
+        ValueError: Duplicate names, differing architectures or a cohort smaller
+            than the runs.
     """
     names = [run.name for run in runs]
     if len(set(names)) != len(names):
         raise ValueError(f"run names must be distinct: {names}")
+    cohort = len(runs) if cohort is None else cohort
+    if cohort < len(runs):
+        raise ValueError(f"cohort={cohort}: expected at least the {len(runs)} runs")
     if len({nnx.graphdef(run.model) for run in runs}) > 1:
         raise ValueError(
             "runs trained together must share one architecture (nnx.GraphDef), "
             "e.g. the same head dropout"
         )
     if mesh is None:
-        mesh = mesh_lib.make_mesh(len(runs), settings.members)
+        mesh = mesh_lib.make_mesh(cohort, settings.members)
     timings = timings or Timings()
     with timings.measure("idle"), jax.set_mesh(mesh):  # parts nested are their own
         engine = _Engine(
             runs, stages, num_classes, step_config, settings, mesh,
-            callbacks or Callbacks(), timings,
+            callbacks or Callbacks(), timings, cohort,
         )  # fmt: skip
         try:
             for index in range(len(stages)):

@@ -217,11 +217,13 @@ def test_runs_in_waves_of_one_slot_match_one_wave(tmp_path, demo_sources):
             assert a["val/loss"] == pytest.approx(b["val/loss"], rel=1e-4)
 
 
-def test_mesh_settings_reach_the_engine(tmp_path, demo_sources, monkeypatch):
+def test_mesh_settings_and_cohorts_reach_the_engine(
+    tmp_path, demo_sources, monkeypatch
+):
     seen = []
 
     def train(runs, stages, **kwargs):
-        seen.append(([run.name for run in runs], kwargs["settings"]))
+        seen.append(([run.name for run in runs], kwargs["settings"], kwargs["cohort"]))
         raise RuntimeError("stop before training")
 
     monkeypatch.setattr(runner.engine, "train", train)
@@ -232,11 +234,17 @@ def test_mesh_settings_reach_the_engine(tmp_path, demo_sources, monkeypatch):
     config.mesh.slots_per_device = 3
     with pytest.raises(RuntimeError, match="stop before training"):
         grid.run(config, tmp_path / "run")
-    ((names, settings),) = seen  # one architecture and stage list: one call
+    ((names, settings, cohort),) = seen  # one architecture and stage list: one call
     assert sorted(names) == sorted(
         f"{s}-freezeFalse/fold1" for s in config.grid.sources
     )
     assert (settings.member_mode, settings.slots_per_device) == ("vmap", 3)
+    assert cohort == 2
+    # One run finished before a kill: the other resumes in the programs of two.
+    files.write_text(tmp_path / "run" / names[0] / "metrics.json", "{}")
+    with pytest.raises(RuntimeError, match="stop before training"):
+        grid.run(config, tmp_path / "run")
+    assert seen[1][0] == names[1:] and seen[1][2] == 2
 
 
 def test_head_stage_runs_up_to_num_epochs_unless_told_otherwise():
@@ -396,3 +404,38 @@ def test_a_diverging_run_is_marked_failed_and_the_grid_goes_on(tmp_path, demo_so
         (f["run"], f["epoch"]) for f in summary["failed"]
     ]
     assert failed.stat().st_mtime_ns == stamp
+
+
+def _record(epoch):
+    return {
+        "stage": "finetune", "epoch": epoch, "train/loss": 1.0, "val/loss": 1.0,
+        "val/accuracy": 0.5, "timing/images_per_s": 1.0,
+    }  # fmt: skip
+
+
+def _logged_epochs(run_dir):
+    return [json.loads(line)["epoch"] for line in open(run_dir / "log.jsonl")]
+
+
+def test_a_runs_log_holds_each_epoch_its_weights_went_through_once(tmp_path):
+    """A killed attempt logged epochs 1 and 2, but only epoch 1's save landed (or
+    none did): the next attempt's log holds the checkpoint's history, then goes on."""
+    spec = plan.RunSpec("ImageNet", False, 1)
+    run_dir = tmp_path / spec.directory
+    config = demo.get_config()
+    run = type("Run", (), {"name": spec.directory})()
+    for history in ([_record(1)], []):  # resumed after epoch 1; started afresh
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "log.jsonl").write_text(
+            "".join(json.dumps(_record(e)) + "\n" for e in (1, 2))
+        )
+        callbacks = runner.GridCallbacks(config, [spec], {}, tmp_path)
+        if history:
+            callbacks.resumed(run, history)
+        callbacks.epoch(run, _record(len(history) + 1))
+        callbacks.close()
+        assert _logged_epochs(run_dir) == [r["epoch"] for r in history] + [
+            len(history) + 1
+        ]
+        events = list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+        assert len(events) == 1, events  # the killed attempt's are gone

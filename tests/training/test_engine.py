@@ -75,7 +75,7 @@ class _Killed(Exception):
 
 
 def _train(datas, directory=None, stages=STAGES, callbacks=None, members=None,
-           **settings):  # fmt: skip
+           cohort=None, **settings):  # fmt: skip
     """Trains the members ``members`` (default all) of ``datas`` together."""
     members = range(len(datas)) if members is None else members
     runs = [
@@ -94,7 +94,7 @@ def _train(datas, directory=None, stages=STAGES, callbacks=None, members=None,
     )  # fmt: skip
     histories = engine.train(
         runs, stages, num_classes=2, step_config=STEP_CONFIG, settings=settings,
-        callbacks=callbacks,
+        callbacks=callbacks, **({} if cohort is None else {"cohort": cohort}),
     )  # fmt: skip
     return [r.model for r in runs], [histories[r.name] for r in runs]
 
@@ -165,6 +165,42 @@ def test_resume_after_interruptions_gives_the_same_runs(datas, together, tmp_pat
             _train(datas, tmp_path, callbacks=_Recorder(kill_at))
     resumed = _train(datas, tmp_path)
     _assert_same_runs(resumed, together, exact=True)
+
+
+class _KilledWhenFinished(_Recorder):
+    """Killed as ``name`` finishes, after the runs before it wrote their results."""
+
+    def __init__(self, name):
+        super().__init__()
+        self.name = name
+
+    def finished(self, run, history, test, probs):
+        if run.name == self.name:
+            raise _Killed
+        super().finished(run, history, test, probs)
+
+
+def test_a_run_resumed_without_its_finished_cohort_is_bit_for_bit(
+    datas, together, tmp_path, monkeypatch
+):
+    # Killed between results: m0 and m1 finished; m2 resumes alone from its last
+    # save, on a smaller pool, in the mesh and slots sized for the three (its
+    # cohort): on several devices one run alone would be split over the data axis.
+    recorder = _KilledWhenFinished("m2")
+    with pytest.raises(_Killed):
+        _train(datas, tmp_path, callbacks=recorder)
+    assert list(recorder.finished_runs) == ["m0", "m1"]
+    meshes = []
+    make_mesh = engine.mesh_lib.make_mesh
+    monkeypatch.setattr(
+        engine.mesh_lib, "make_mesh",
+        lambda members, *args: meshes.append(members) or make_mesh(members, *args),
+    )  # fmt: skip
+    resumed = _train(datas, tmp_path, members=[2], cohort=3)
+    assert meshes == [3]
+    _assert_same_runs(resumed, ([together[0][2]], [together[1][2]]), exact=True)
+    with pytest.raises(ValueError, match="cohort=1: expected at least the 3 runs"):
+        _train(datas, cohort=1)
 
 
 def test_head_stage_leaves_backbone_and_batchnorm_untouched(datas):
