@@ -57,19 +57,20 @@ def demo_sources(tmp_path_factory) -> dict[str, str]:
 
 
 # The slowest test files, slowest first (pytest --durations on 2 cores). xdist
-# hands whole files to its workers in collection order (--dist loadfile): starting
-# with the longest leaves the many short files to fill the end evenly, instead of
-# one worker finishing a long file alone.
+# hands whole files to its workers in collection order (--dist loadfile
+# --no-loadscope-reorder, pyproject.toml): starting with the longest leaves the
+# many short files to fill the end evenly, instead of one worker finishing a long
+# file alone.
 SLOWEST_FILES = (
     "benchmarks/test_faults_script.py",
-    "training/test_devices.py",
     "training/test_engine.py",
-    "grid/test_grid.py",
+    "training/test_devices.py",
     "test_main.py",
     "analysis/test_study.py",
-    "benchmarks/test_train_throughput_script.py",
-    "benchmarks/test_grid_script.py",
     "models/formats/test_keras_h5.py",
+    "benchmarks/test_train_throughput_script.py",
+    "grid/test_grid.py",
+    "benchmarks/test_grid_script.py",
     "benchmarks/test_cca_script.py",
 )
 

@@ -189,34 +189,6 @@ def _config_for_grid():
     return config
 
 
-def test_runs_in_waves_of_one_slot_match_one_wave(tmp_path, demo_sources):
-    # One slot: the grid's runs take turns; by default they share one wave.
-    config = _config(tmp_path, demo_sources)
-    config.grid.sources = ("ImageNet", "RadImageNet")
-    config.grid.freeze = (False,)
-    config.train.learning_rate = 1e-5  # the paper's; rounding stays small
-    one_wave = grid.run(config, tmp_path / "one_wave")
-    config.mesh.slots_per_device = 1
-    in_turns = grid.run(config, tmp_path / "in_turns")
-    for a, b in zip(one_wave["runs"], in_turns["runs"], strict=True):
-        assert (a["source"], a["fold"], a["epochs"]) == (
-            b["source"],
-            b["fold"],
-            b["epochs"],
-        )
-        assert a["test/loss"] == pytest.approx(b["test/loss"], rel=1e-4)
-    for source in config.grid.sources:
-        logs = [
-            [
-                json.loads(line)
-                for line in open(root / f"{source}-freezeFalse/fold1/log.jsonl")
-            ]
-            for root in (tmp_path / "one_wave", tmp_path / "in_turns")
-        ]
-        for a, b in zip(*logs, strict=True):
-            assert a["val/loss"] == pytest.approx(b["val/loss"], rel=1e-4)
-
-
 def test_mesh_settings_and_cohorts_reach_the_engine(
     tmp_path, demo_sources, monkeypatch
 ):

@@ -180,25 +180,25 @@ class _KilledWhenFinished(_Recorder):
         super().finished(run, history, test, probs)
 
 
-def test_a_run_resumed_without_its_finished_cohort_is_bit_for_bit(
+def test_runs_resumed_without_their_finished_cohort_are_bit_for_bit(
     datas, together, tmp_path, monkeypatch
 ):
-    # Killed between results: m0 and m1 finished; m2 resumes alone from its last
-    # save, on a smaller pool, in the mesh and slots sized for the three (its
-    # cohort): on several devices one run alone would be split over the data axis.
-    recorder = _KilledWhenFinished("m2")
+    # Killed between results: m0 finished; m1 and m2 resume from their last saves
+    # in other slots, in the mesh and slots sized for the three (their cohort): on
+    # several devices two runs alone would take other devices.
+    recorder = _KilledWhenFinished("m1")
     with pytest.raises(_Killed):
         _train(datas, tmp_path, callbacks=recorder)
-    assert list(recorder.finished_runs) == ["m0", "m1"]
+    assert list(recorder.finished_runs) == ["m0"]
     meshes = []
     make_mesh = engine.mesh_lib.make_mesh
     monkeypatch.setattr(
         engine.mesh_lib, "make_mesh",
         lambda members, *args: meshes.append(members) or make_mesh(members, *args),
     )  # fmt: skip
-    resumed = _train(datas, tmp_path, members=[2], cohort=3)
+    resumed = _train(datas, tmp_path, members=[1, 2], cohort=3)
     assert meshes == [3]
-    _assert_same_runs(resumed, ([together[0][2]], [together[1][2]]), exact=True)
+    _assert_same_runs(resumed, (together[0][1:], together[1][1:]), exact=True)
     with pytest.raises(ValueError, match="cohort=1: expected at least the 3 runs"):
         _train(datas, cohort=1)
 
@@ -285,15 +285,15 @@ def test_non_finite_loss_fails_the_run_and_keeps_the_last_good_checkpoint(
     assert progress["stage"] == 0 and progress["stage_done"]
 
 
-def test_a_diverging_member_leaves_the_others_as_they_train_alone(datas, alone):
+def test_a_diverging_member_leaves_the_others_as_they_train(datas, together):
     """One member's weights overflow (loss NaN from its first step); the member
-    beside it trains exactly as alone."""
+    beside it trains bit for bit as it does beside the others."""
     runs = [
         engine.Run(
             f"m{i}", _model(SEEDS[i]), datas[i],
             jax.random.fold_in(jax.random.key(RNG_BASE), i),
         )
-        for i in (0, 1)
+        for i in (0, 2)
     ]  # fmt: skip
     params = nnx.state(runs[0].model, nnx.Param)
     nnx.update(runs[0].model, jax.tree.map(lambda x: x * 1e30, params))
@@ -301,13 +301,14 @@ def test_a_diverging_member_leaves_the_others_as_they_train_alone(datas, alone):
     histories = engine.train(
         runs, STAGES, num_classes=2, step_config=STEP_CONFIG,
         settings=engine.Settings(batch_size=8, eval_batch_size=4, progress=False),
-        callbacks=recorder,
+        callbacks=recorder, cohort=3,  # the programs of ``together``
     )  # fmt: skip
     assert recorder.failures["m0"][1]["stage"] == STAGES[0].name
     assert recorder.failures["m0"][1]["epoch"] == 1
     assert histories["m0"] == []
-    assert list(recorder.finished_runs) == ["m1"]
-    _assert_same_runs(([runs[1].model], [histories["m1"]]), alone[1], exact=False)
+    assert list(recorder.finished_runs) == ["m2"]
+    expected = ([together[0][2]], [together[1][2]])
+    _assert_same_runs(([runs[1].model], [histories["m2"]]), expected, exact=True)
 
 
 def test_runs_of_different_architectures_are_refused(datas):
