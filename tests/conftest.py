@@ -63,14 +63,14 @@ def demo_sources(tmp_path_factory) -> dict[str, str]:
 # file alone.
 SLOWEST_FILES = (
     "benchmarks/test_faults_script.py",
-    "training/test_engine.py",
     "training/test_devices.py",
-    "test_main.py",
-    "analysis/test_study.py",
+    "training/test_engine.py",
     "models/formats/test_keras_h5.py",
+    "analysis/test_study.py",
+    "test_main.py",
     "benchmarks/test_train_throughput_script.py",
-    "grid/test_grid.py",
     "benchmarks/test_grid_script.py",
+    "grid/test_grid.py",
     "benchmarks/test_cca_script.py",
 )
 

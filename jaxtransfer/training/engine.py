@@ -609,11 +609,16 @@ class _Engine:
             run.name, failure["train/loss"], failure["stage"], failure["epoch"],
         )  # fmt: skip
         self.failures[run.name] = failure
+        self._land_saves(run)
+        self.callbacks.failed(run, member.history, failure)
+
+    def _land_saves(self, run: Run) -> None:
+        """Closes a run leaving the engine: its saves land before the caller
+        writes its results (which may delete them) or marks it failed."""
         if run.name in self.checkpointers:
             with self.timings.measure("checkpoint"):
                 self.saves.submit(self.checkpointers.pop(run.name).close)
                 self.saves.wait()
-        self.callbacks.failed(run, member.history, failure)
 
     def _epoch(self, index, members, state, best, train_step, eval_step, select, bar):
         """One epoch of every member.
@@ -819,13 +824,8 @@ class _Engine:
         for slot in finished:
             member = members[slot]
             nnx.update(member.run.model, *take(final, slot))
-            if last and member.checkpointer is not None:
-                # Its saves land before the results (which may delete them).
-                with self.timings.measure("checkpoint"):
-                    self.saves.submit(member.checkpointer.close)
-                    self.saves.wait()
-                del self.checkpointers[member.run.name]
             if last:
+                self._land_saves(member.run)
                 test, probs = tested[slot] or (None, None)
                 self.callbacks.finished(member.run, member.history, test, probs)
 
