@@ -511,9 +511,9 @@ class Mammograms(TargetBuilder):
     HOMEPAGE = "https://www.cancerimagingarchive.net/collection/cbis-ddsm/"
     MANUAL_DOWNLOAD_INSTRUCTIONS = f"""
     Download CBIS-DDSM from The Cancer Imaging Archive (the four case-description
-    CSVs and the full mammogram DICOMs) and convert every full mammogram to a PNG
-    named after the first component of its 'image file path' (the conversion is
-    not part of the paper's code). In {_ROOT}: {sources.MAMMOGRAM_LAYOUT}.
+    CSVs and the full mammogram DICOMs) and keep TCIA's CBIS-DDSM/ tree as it
+    comes, or put PNGs of the full mammograms (the paper's unrecorded conversion)
+    in images/. In {_ROOT}: {sources.MAMMOGRAM_LAYOUT}.
     Truncated PNGs are decoded as far as they go and counted.
     """
 

@@ -23,7 +23,7 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image, ImageFile
 
-from jaxtransfer.data import sources
+from jaxtransfer.data import dicom, sources
 
 # PIL reads the truncation switch from this module attribute at load time; a lock
 # keeps concurrent decoders from seeing each other's temporary setting.
@@ -134,6 +134,18 @@ def load_image(
     return decode_bytes(data, size, name=os.fspath(path))
 
 
+def load_dicom(
+    path: str | os.PathLike, size: tuple[int, int] | int | None = None
+) -> Decoded:
+    """A grey DICOM image (``data.dicom.read_grey``) as if loaded from its 8-bit
+    PNG: grey replicated to RGB, resized with nearest neighbour."""
+    try:
+        grey = dicom.read_grey(path)
+    except ValueError as error:
+        raise DecodeError(str(error)) from error
+    return Decoded(resize_array(np.repeat(grey[..., None], 3, axis=-1), size), False)
+
+
 def resize_array(pixels: np.ndarray, size: tuple[int, int] | int | None) -> np.ndarray:
     """A uint8 (H, W, 3) array resized with PIL nearest, as if loaded from a PNG."""
     if isinstance(size, int):
@@ -164,6 +176,8 @@ class ExampleDecoder:
             with self._h5_lock:
                 patch = np.asarray(self._h5(path)["x"][example.h5_index])
             return Decoded(resize_array(patch, self.size), False)
+        if path.suffix.lower() == ".dcm":
+            return load_dicom(path, self.size)
         return load_image(path, self.size)
 
     def _h5(self, path: Path):

@@ -536,12 +536,43 @@ def read_knee(data_root: str | os.PathLike) -> list[Example]:
 # ---------------------------------------------------------------------------
 # Mammograms (CBIS-DDSM)
 
+MAMMOGRAM_DICOM_DIR = "CBIS-DDSM"  # the folder TCIA's download creates
 MAMMOGRAM_LAYOUT = (
     f"<root>/{MAMMOGRAM_DIR}/{{calc,mass}}_case_description_{{train,test}}_set.csv "
-    "(columns patient_id, pathology, 'image file path', ...) and "
-    f"<root>/{MAMMOGRAM_DIR}/images/<first component of 'image file path'>.png"
+    "(columns patient_id, pathology, 'image file path', ...) and, for each "
+    "row, its full mammogram: "
+    f"<root>/{MAMMOGRAM_DIR}/images/<first component of 'image file path'>.png, or "
+    f"TCIA's DICOM tree <root>/{MAMMOGRAM_DIR}/{MAMMOGRAM_DICOM_DIR}/<first "
+    "component of 'image file path'>/.../*.dcm (the series 'full mammogram "
+    "images'; the cropped-ROI and mask folders <name>_<k> beside it are left out)"
 )
 _MAMMOGRAM_COLUMNS = ("patient_id", "pathology", "image file path")
+
+
+def full_mammogram_dicom(folder: Path) -> Path:
+    """The full mammogram's .dcm file in a CBIS-DDSM image folder.
+
+    The folder is named after the first component of a row's 'image file path';
+    its file of the series 'full mammogram images' is the one (a lone .dcm file
+    without a series description is taken as it). Cropped-ROI and ROI-mask series
+    are told apart by their descriptions and left out.
+    """
+    from jaxtransfer.data import dicom
+
+    files = sorted(folder.rglob("*.dcm"))
+    described = {path: dicom.series_description(path) for path in files}
+    full = [p for p, d in described.items() if d.lower() == dicom.FULL_MAMMOGRAM]
+    if len(full) == 1:
+        return full[0]
+    if len(files) == 1 and not described[files[0]]:
+        return files[0]
+    found = sorted({d or "(none)" for d in described.values()}) or ["no .dcm file"]
+    raise LayoutError(
+        f"{folder}: expected one DICOM file of the series "
+        f"{dicom.FULL_MAMMOGRAM!r}, found {len(full)} among {len(files)} .dcm "
+        f"files (series descriptions: {', '.join(found)}). Expected layout: "
+        f"{MAMMOGRAM_LAYOUT}"
+    )
 
 
 def read_mammograms(
@@ -552,14 +583,17 @@ def read_mammograms(
     BENIGN_WITHOUT_CALLBACK counts as BENIGN; group = patient_id. Several rows can
     share one image (and 17 real images carry conflicting labels:
     docs/protocol.md#label-parsing); each keeps its row index within its CSV in
-    `table_row`.
+    `table_row`. A row's image is its PNG, or where there is none its full
+    mammogram in TCIA's DICOM tree; either way the example's `paper_path` is the
+    PNG's, so both layouts give the same examples and folds.
 
     Args:
         data_root: the data root.
-        require_images: raise if a row's PNG is missing (the reference's Keras
+        require_images: raise if a row's image is missing (the reference's Keras
             loader silently dropped such rows).
     """
     root = Path(data_root) / MAMMOGRAM_DIR
+    dicoms: dict[str, str] = {}  # image name -> its .dcm, relative to the data root
     examples = []
     for csv_name in MAMMOGRAM_CSVS:
         csv_path = root / csv_name
@@ -576,14 +610,21 @@ def read_mammograms(
                 raise LayoutError(
                     f"{csv_path} row {row_index}: unknown pathology {pathology!r}."
                 )
-            image_name = row["image file path"].split("/")[0] + ".png"
+            name = row["image file path"].split("/")[0]
+            png = f"{MAMMOGRAM_DIR}/images/{name}.png"
+            folder = root / MAMMOGRAM_DICOM_DIR / name
+            if name not in dicoms and not (root / "images" / f"{name}.png").is_file():
+                if folder.is_dir():
+                    found = full_mammogram_dicom(folder)
+                    dicoms[name] = found.relative_to(data_root).as_posix()
             examples.append(
                 _example(
                     "mammograms",
-                    f"{MAMMOGRAM_DIR}/images/{image_name}",
+                    dicoms.get(name, png),
                     MAMMOGRAM_PATHOLOGY_TO_CLASS[pathology],
                     group=row["patient_id"],
                     table_row=row_index,
+                    paper_path=png,
                 )
             )
     if require_images:
