@@ -138,12 +138,17 @@ def load_dicom(
     path: str | os.PathLike, size: tuple[int, int] | int | None = None
 ) -> Decoded:
     """A grey DICOM image (``data.dicom.read_grey``) as if loaded from its 8-bit
-    PNG: grey replicated to RGB, resized with nearest neighbour."""
+    PNG: resized with nearest neighbour, grey replicated to RGB (resized first:
+    the same pixels, a third of the work on a full mammogram)."""
     try:
-        grey = dicom.read_grey(path)
+        grey = Image.fromarray(dicom.read_grey(path))
     except ValueError as error:
         raise DecodeError(str(error)) from error
-    return Decoded(resize_array(np.repeat(grey[..., None], 3, axis=-1), size), False)
+    if isinstance(size, int):
+        size = (size, size)
+    if size is not None and grey.size != size[::-1]:
+        grey = grey.resize(size[::-1], Image.NEAREST)  # the pixels RGB would pick
+    return Decoded(np.repeat(np.asarray(grey)[..., None], 3, axis=-1), False)
 
 
 def resize_array(pixels: np.ndarray, size: tuple[int, int] | int | None) -> np.ndarray:

@@ -65,7 +65,9 @@ def read_grey(path: str | os.PathLike) -> np.ndarray:
         )
     bits = int(dataset.get("BitsStored", 8 * pixels.dtype.itemsize))
     top = (1 << bits) - 1
-    values = np.clip(pixels.astype(np.float64), 0, top)
+    # Integers (a full mammogram is some 15 million pixels): round half up, which
+    # is exact rounding here, as 255 * value / top never ends in .5 (top is odd).
+    values = np.clip(pixels, 0, top).astype(np.uint32)
     if photometric == "MONOCHROME1":  # 0 is white: invert to MONOCHROME2
         values = top - values
-    return np.round(values * (255.0 / top)).astype(np.uint8)
+    return ((values * 255 + top // 2) // top).astype(np.uint8)
