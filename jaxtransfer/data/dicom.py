@@ -57,7 +57,14 @@ def read_grey(path: str | os.PathLike) -> np.ndarray:
             f"{'' if 'PixelData' in dataset else ', no pixel data'}; expected one "
             f"grey frame ({' or '.join(GREY)})"
         )
-    pixels = dataset.pixel_array
+    try:
+        pixels = dataset.pixel_array
+    except (ValueError, RuntimeError, NotImplementedError) as error:
+        raise ValueError(
+            f"{os.fspath(path)}: its pixels cannot be read ({error}); expected the "
+            "complete file of an uncompressed or pydicom-decodable grey image "
+            "(a truncated download?)"
+        ) from error
     if pixels.ndim != 2:
         raise ValueError(
             f"{os.fspath(path)}: pixel array of shape {pixels.shape}; expected one "

@@ -118,7 +118,8 @@ def test_the_dicom_tree_prepares_as_the_png_layout_of_the_same_images(tmp_path):
         )
         prepared[name] = {
             split: loader.load_split(builder, split)
-            for split in ("fold1_train", "fold1_val", "fold1_test")
+            for fold in range(1, 6)
+            for split in (f"fold{fold}_train", f"fold{fold}_val", f"fold{fold}_test")
         }
     for split, png in prepared["png"].items():
         read = prepared["dicom"][split]
@@ -150,11 +151,17 @@ def test_a_folder_without_its_full_mammogram_is_named(tmp_path):
 
 
 @pytest.mark.bad_input
-def test_a_file_that_is_not_dicom_is_named(tmp_path):
+def test_a_file_that_is_not_dicom_truncated_or_not_grey_is_named(tmp_path):
     path = tmp_path / "000000.dcm"
     path.write_text("<html>Not found</html>")
     with pytest.raises(decode.DecodeError, match=f"{path} is not a readable DICOM"):
         decode.load_dicom(path, 32)
+    whole = tmp_path / "whole.dcm"
+    _write_dicom(whole, np.zeros((64, 64), np.uint16), description="")
+    truncated = tmp_path / "truncated.dcm"
+    truncated.write_bytes(whole.read_bytes()[:-3000])
+    with pytest.raises(decode.DecodeError, match=f"{truncated}: its pixels cannot"):
+        decode.load_dicom(truncated, 32)
     _write_dicom(
         tmp_path / "rgb.dcm", np.zeros((2, 2), np.uint16), description="",
         photometric="YBR_FULL",
