@@ -418,7 +418,12 @@ def disk_full(name: str, scratch: Path, timeout: float) -> dict:
             **row, "cases": 1, "clean_errors": int(_clean_error(full, mount)),
             "finished_intact": int(intact), "resumed": int(again.returncode == 0),
             "error": next(
-                (x for x in full.stderr.splitlines() if x.startswith("error:")), None
+                (
+                    x.replace(str(scratch), "<scratch>")  # no machine path in rows
+                    for x in full.stderr.splitlines()
+                    if x.startswith("error:")
+                ),
+                None,
             ),
         }  # fmt: skip
     finally:
