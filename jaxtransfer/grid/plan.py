@@ -6,6 +6,7 @@ and stages train together (``group_key``).
 """
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -122,22 +123,26 @@ def loss_name(config: ConfigDict, num_classes: int) -> str:
     return config.train.binary_loss
 
 
-def fresh_model(config: ConfigDict, spec: RunSpec, outputs: int) -> resnet.ResNet:
-    """The run's architecture, randomly initialised (the random source's start)."""
-    rngs = nnx.Rngs(jax.random.fold_in(jax.random.key(config.seed), spec.fold))
-    make = models.get(config.model.name)
+def _architecture(config: ConfigDict, spec: RunSpec, outputs: int) -> dict:
+    """The model constructor's arguments but its ``rngs``: what sets a run's graph."""
     dropout = (
         config.model.random_head_dropout
         if spec.source == "random"
         else config.model.head_dropout
     )
     # Parameters stay float32 (master weights); compute_dtype sets the arithmetic.
-    return make(
+    return dict(
         num_classes=outputs,
         head_dropout=dropout,
-        rngs=rngs,
         dtype=jnp.dtype(config.model.compute_dtype),
     )
+
+
+def fresh_model(config: ConfigDict, spec: RunSpec, outputs: int) -> resnet.ResNet:
+    """The run's architecture, randomly initialised (the random source's start)."""
+    rngs = nnx.Rngs(jax.random.fold_in(jax.random.key(config.seed), spec.fold))
+    make = models.get(config.model.name)
+    return make(**_architecture(config, spec, outputs), rngs=rngs)
 
 
 def build_model(config: ConfigDict, spec: RunSpec, outputs: int) -> resnet.ResNet:
@@ -218,6 +223,23 @@ def group_key(model: nnx.Module, run_stages: list[engine.Stage]):
 
 
 def spec_group_key(config: ConfigDict, spec: RunSpec, outputs: int):
-    """``group_key`` of a run without building its weights (shapes only)."""
-    model = nnx.eval_shape(lambda: fresh_model(config, spec, outputs))
-    return group_key(model, stages(config, spec))
+    """``group_key`` of a run without building its weights.
+
+    The graph comes from shapes alone, once per architecture (a grid's runs share
+    two or three), so keying a whole grid costs no more than keying one run.
+    """
+    architecture = tuple(sorted(_architecture(config, spec, outputs).items()))
+    return (
+        _graphdef(config.model.name, architecture),
+        tuple(stages(config, spec)),
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _graphdef(name: str, architecture: tuple) -> nnx.GraphDef:
+    make = models.get(name)
+    # The key's value does not enter the graph; nnx.Rngs is made inside the trace.
+    model = nnx.eval_shape(
+        lambda: make(**dict(architecture), rngs=nnx.Rngs(jax.random.key(0)))
+    )
+    return nnx.graphdef(model)

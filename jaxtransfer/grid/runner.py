@@ -161,22 +161,21 @@ def train_runs(
     }  # one object per split: runs of a fold share it on device
     # Every fold holds the target's classes.
     outputs = plan.num_outputs(config, len(next(iter(folds.values()))[1]))
+    keys = {
+        spec: plan.spec_group_key(config, spec, outputs)
+        for spec in [*specs, *(planned or [])]
+    }
+    cohorts = collections.Counter(keys[spec] for spec in planned or specs)
     groups: dict = {}
     for spec in specs:
-        model = plan.build_model(config, spec, outputs)
         run = engine.Run(
             spec.directory,
-            model,
+            plan.build_model(config, spec, outputs),
             splits[spec.fold],
             plan.run_rng(config.seed, spec),
             workdir / spec.directory / "checkpoints",
         )
-        groups.setdefault(plan.group_key(model, plan.stages(config, spec)), []).append(
-            (spec, run)
-        )
-    cohorts = collections.Counter(
-        plan.spec_group_key(config, spec, outputs) for spec in planned or specs
-    )
+        groups.setdefault(keys[spec], []).append((spec, run))
     callbacks = GridCallbacks(config, specs, folds, workdir)
     try:
         for key, group in groups.items():
@@ -190,7 +189,7 @@ def train_runs(
                 settings=settings_for(config),
                 callbacks=callbacks,
                 timings=timings,
-                cohort=max(cohorts[key], len(group)),
+                cohort=cohorts[key],
             )
     finally:
         callbacks.close()
