@@ -61,15 +61,21 @@ def _load_pil(data: bytes, allow_truncated: bool) -> Image.Image:
     return image
 
 
+def _resized(image: Image.Image, size: tuple[int, int] | int | None) -> Image.Image:
+    """Nearest-neighbour resize to (height, width), or one int for a square."""
+    if size is None:
+        return image
+    height, width = (size, size) if isinstance(size, int) else size
+    if image.size == (width, height):
+        return image
+    return image.resize((width, height), Image.NEAREST)
+
+
 def _to_rgb_resized(image: Image.Image, size: tuple[int, int] | None) -> np.ndarray:
     # The order of Keras' load_img: convert first, then resize (nearest).
     if image.mode != "RGB":
         image = image.convert("RGB")
-    if size is not None:
-        height, width = size
-        if image.size != (width, height):
-            image = image.resize((width, height), Image.NEAREST)
-    return np.asarray(image, dtype=np.uint8)
+    return np.asarray(_resized(image, size), dtype=np.uint8)
 
 
 def _cannot_decode(name: str, error: Exception) -> str:
@@ -144,11 +150,8 @@ def load_dicom(
         grey = Image.fromarray(dicom.read_grey(path))
     except ValueError as error:
         raise DecodeError(str(error)) from error
-    if isinstance(size, int):
-        size = (size, size)
-    if size is not None and grey.size != size[::-1]:
-        grey = grey.resize(size[::-1], Image.NEAREST)  # the pixels RGB would pick
-    return Decoded(np.repeat(np.asarray(grey)[..., None], 3, axis=-1), False)
+    grey = np.asarray(_resized(grey, size))  # the pixels RGB would pick
+    return Decoded(np.repeat(grey[..., None], 3, axis=-1), False)
 
 
 def resize_array(pixels: np.ndarray, size: tuple[int, int] | int | None) -> np.ndarray:

@@ -614,7 +614,7 @@ def read_mammograms(
             png = f"{MAMMOGRAM_DIR}/images/{name}.png"
             folder = root / MAMMOGRAM_DICOM_DIR / name
             if name not in dicoms and not (root / "images" / f"{name}.png").is_file():
-                if folder.is_dir():
+                if folder.is_dir():  # else the missing PNG is reported below
                     found = full_mammogram_dicom(folder)
                     dicoms[name] = found.relative_to(data_root).as_posix()
             examples.append(
