@@ -94,7 +94,7 @@ def _train(datas, directory=None, stages=STAGES, callbacks=None, members=None,
     )  # fmt: skip
     histories = engine.train(
         runs, stages, num_classes=2, step_config=STEP_CONFIG, settings=settings,
-        callbacks=callbacks, **({} if cohort is None else {"cohort": cohort}),
+        callbacks=callbacks, cohort=cohort,
     )  # fmt: skip
     return [r.model for r in runs], [histories[r.name] for r in runs]
 
