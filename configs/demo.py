@@ -4,15 +4,16 @@
 
 It writes a small synthetic raw download in BUSI's real layout, prepares it with
 the real builder, and trains every source x freeze setting on three folds with a tiny
-ResNet at 32 px. No weights can be downloaded here, so the ImageNet and RadImageNet
-sources are made first by a short pre-training on two other synthetic domains
-(ISIC-like colour images, chest X-ray-like images), written as Keras `_notop.h5`
-files and converted back like real downloads (`jaxtransfer.grid.pretraining`). Point
-config.init at converted checkpoints and set model.name='resnet50' for the real
-thing. The class cues are weak on purpose (`synthetic_options`), so test AUCs land
-around 70-90 and differ between settings and folds, and the analysis has AUC gains
-to relate to CCA (three folds: the regressions need at least three points). A few
-minutes on 2 cores.
+ResNet at 32 px (or any backbone: --config.model.name=densenet121; the Inceptions
+also need --config.data.size=75). No weights can be downloaded here, so the
+ImageNet and RadImageNet sources are made first by a short pre-training on two
+other synthetic domains (ISIC-like colour images, chest X-ray-like images), written
+as Keras `_notop.h5` files and converted back like real downloads
+(`jaxtransfer.grid.pretraining`). Point config.init at converted checkpoints and set
+model.name='resnet50' for the real thing. The class cues are weak on purpose
+(`synthetic_options`), so test AUCs land around 70-90 and differ between settings
+and folds, and the analysis has AUC gains to relate to CCA (three folds: the
+regressions need at least three points). A few minutes on 2 cores.
 """
 
 from configs import default
@@ -31,8 +32,11 @@ def get_config(arg=None):
     config.data.manual_dir = "runs/demo_data/raw"
     config.data.data_dir = "runs/demo_data/prepared"
     config.model.name = "tiny"
-    config.init.ImageNet = "runs/demo_data/sources/ImageNet"
-    config.init.RadImageNet = "runs/demo_data/sources/RadImageNet"
+    # The stand-in sources are pre-trained in the grid's own architecture, one
+    # folder per model.name (set lazily: --config.model.name=densenet121 moves it).
+    sources = "runs/demo_data/sources/" + config.model.get_ref("name")
+    config.init.ImageNet = sources + "/ImageNet"
+    config.init.RadImageNet = sources + "/RadImageNet"
     config.init.synthetic_domains = {"ImageNet": "isic", "RadImageNet": "chest"}
     config.grid.folds = (1, 2, 3)
     config.train.batch_size = 16

@@ -33,7 +33,7 @@ from flax import nnx
 
 from jaxtransfer.analysis import cca, sampling
 from jaxtransfer.data import preprocess
-from jaxtransfer.models import resnet
+from jaxtransfer.models import layers
 
 RANDOM, SECOND_RANDOM = "random", "random_2"
 INITS = ("ImageNet", "RadImageNet")
@@ -111,7 +111,7 @@ class Network:
     """
 
     name: str
-    load: Callable[[], tuple[resnet.ResNet, str]]
+    load: Callable[[], tuple[layers.Backbone, str]]
     description: str
 
 
@@ -529,7 +529,7 @@ def full_depth_cca(
     return FoldCCA(list(pairs), taps, values, values[None], notes)
 
 
-def _full_forward(model: resnet.ResNet, preprocessing: str, taps: Sequence[str]):
+def _full_forward(model: layers.Backbone, preprocessing: str, taps: Sequence[str]):
     """Jitted images -> {tap: (B, h, w, C)} in inference mode."""
     graphdef, state = nnx.split(model)
     prep = preprocess.get(preprocessing)

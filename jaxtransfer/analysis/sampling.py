@@ -26,7 +26,7 @@ import numpy as np
 from flax import nnx
 
 from jaxtransfer.data import preprocess
-from jaxtransfer.models import resnet
+from jaxtransfer.models import layers
 
 PAPER_DATAPOINTS = 10_000
 PAPER_CHANNELS = 64
@@ -47,7 +47,7 @@ def num_images(
 
 
 def tap_shapes(
-    model: resnet.ResNet, image_size: int | tuple[int, int], taps: Sequence[str]
+    model: layers.Backbone, image_size: int | tuple[int, int], taps: Sequence[str]
 ) -> dict[str, tuple[int, int, int]]:
     """(h, w, C) of each tap for square (or (H, W)) inputs, without running it."""
     height, width = (
@@ -170,7 +170,7 @@ def make_plan(
 
 
 def make_sampler(
-    model: resnet.ResNet, preprocessing: str, taps: Sequence[str]
+    model: layers.Backbone, preprocessing: str, taps: Sequence[str]
 ) -> Callable[[np.ndarray, dict[str, np.ndarray]], dict[str, jax.Array]]:
     """A jitted ``(images 0..255, {tap: channel indices}) -> {tap: (B, h, w, d)}``.
 
@@ -190,7 +190,7 @@ def make_sampler(
 
 
 def sample_activations(
-    model: resnet.ResNet,
+    model: layers.Backbone,
     preprocessing: str,
     stimuli: np.ndarray,
     plan: SamplingPlan,

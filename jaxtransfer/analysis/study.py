@@ -49,7 +49,7 @@ from jaxtransfer.analysis import (
 from jaxtransfer.analysis.cca import resolve_decomposition
 from jaxtransfer.data import loader
 from jaxtransfer.grid import inputs
-from jaxtransfer.models import pretrained, resnet
+from jaxtransfer.models import layers, pretrained
 from jaxtransfer.runtime import files
 
 log = logging.getLogger(__name__)
@@ -103,11 +103,11 @@ def networks_of_fold(
     return networks, notes
 
 
-def _with_preprocessing(model: resnet.ResNet) -> tuple[resnet.ResNet, str]:
+def _with_preprocessing(model: layers.Backbone) -> tuple[layers.Backbone, str]:
     return model, pretrained.PREPROCESSING[model.variant]
 
 
-def _load_checkpoint(directory: Path) -> tuple[resnet.ResNet, str]:
+def _load_checkpoint(directory: Path) -> tuple[layers.Backbone, str]:
     model, metadata = pretrained.load(directory)
     return model, metadata["preprocessing"]
 
@@ -264,17 +264,18 @@ def similarity_rows(workdir: Path, config: ConfigDict) -> tuple[list, list, list
 
 
 def conv1_kernels(workdir: Path, config: ConfigDict, networks: dict) -> dict:
-    """conv1 kernels (7, 7, 3, F) of the initialisations and fold-1 fine-tuned runs."""
+    """First-conv kernels (k, k, 3, F) of the initialisations and fold-1 fine-tuned
+    runs (ResNet's conv1, 7x7)."""
     kernels = {}
     for name in (*pairs.INITS, pairs.RANDOM):
         if name in networks:
             model, _ = networks[name].load()
-            kernels[name] = np.asarray(model.conv1_conv.kernel[...])
+            kernels[name] = np.asarray(model.stem_conv.kernel[...])
     for source in pairs.INITS:
         name = pairs.finetuned_name(config.target, source, False)
         if name in networks:
             model, _ = networks[name].load()
-            kernels[f"{source}-ft"] = np.asarray(model.conv1_conv.kernel[...])
+            kernels[f"{source}-ft"] = np.asarray(model.stem_conv.kernel[...])
     return kernels
 
 

@@ -83,6 +83,7 @@ def synthetic_source(config: ConfigDict, source: str) -> pretraining.SyntheticSo
         config.data.size,
         config.init.synthetic_epochs,
         config.seed + SOURCES.index(source),
+        config.model.name,
     )
 
 

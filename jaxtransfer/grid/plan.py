@@ -15,7 +15,7 @@ from ml_collections import ConfigDict
 
 from jaxtransfer import models
 from jaxtransfer.data import augment, splits
-from jaxtransfer.models import pretrained, resnet
+from jaxtransfer.models import layers, pretrained
 from jaxtransfer.training import engine, steps
 
 SOURCES = ("ImageNet", "RadImageNet", "random")
@@ -39,10 +39,6 @@ class RunSpec:
         return f"{self.setting}/fold{self.fold}"
 
 
-# Keras's smallest input for ResNet50 (five stride-2 stages); other sizes are
-# Keras's too, the last feature map rounding down as Keras's does.
-MIN_IMAGE_SIZE = 32
-
 # config field -> (what it must be, the test): numbers the grid cannot run with.
 RANGES = {
     "train.learning_rate": ("a number > 0", lambda v: v > 0 and v != float("inf")),
@@ -52,7 +48,6 @@ RANGES = {
     "train.head_patience": ("an integer >= 1", lambda v: v >= 1),
     "train.batch_size": ("an integer >= 1", lambda v: v >= 1),
     "train.eval_batch_size": ("an integer >= 1", lambda v: v >= 1),
-    "data.size": (f"an integer >= {MIN_IMAGE_SIZE}", lambda v: v >= MIN_IMAGE_SIZE),
 }
 
 
@@ -75,6 +70,14 @@ def check(config: ConfigDict) -> None:
         value = _get(config, field)
         if not ok(value):  # NaN fails too
             raise ValueError(f"config.{field} = {value!r}: expected {expected}")
+    # Keras's smallest input for the network; larger sizes are Keras's too, the
+    # last feature map rounding down as Keras's does.
+    smallest = models.min_size(config.model.name)
+    if not config.data.size >= smallest:
+        raise ValueError(
+            f"config.data.size = {config.data.size!r}: expected an integer >= "
+            f"{smallest} (the smallest input of {config.model.name})"
+        )
     for field in ("train.monitor", "train.head_monitor"):
         if _get(config, field) not in engine.MONITORS:
             raise ValueError(
@@ -138,14 +141,14 @@ def _architecture(config: ConfigDict, spec: RunSpec, outputs: int) -> dict:
     )
 
 
-def fresh_model(config: ConfigDict, spec: RunSpec, outputs: int) -> resnet.ResNet:
+def fresh_model(config: ConfigDict, spec: RunSpec, outputs: int) -> layers.Backbone:
     """The run's architecture, randomly initialised (the random source's start)."""
     rngs = nnx.Rngs(jax.random.fold_in(jax.random.key(config.seed), spec.fold))
     make = models.get(config.model.name)
     return make(**_architecture(config, spec, outputs), rngs=rngs)
 
 
-def build_model(config: ConfigDict, spec: RunSpec, outputs: int) -> resnet.ResNet:
+def build_model(config: ConfigDict, spec: RunSpec, outputs: int) -> layers.Backbone:
     """The run's starting point: a source's backbone plus a fresh head.
 
     docs/protocol.md#model
@@ -153,16 +156,12 @@ def build_model(config: ConfigDict, spec: RunSpec, outputs: int) -> resnet.ResNe
     model = fresh_model(config, spec, outputs)
     if spec.source != "random":
         source, _ = pretrained.load(config.init[spec.source])
-        if (source.stage_sizes, source.num_features) != (
-            model.stage_sizes,
-            model.num_features,
-        ):
+        built = (type(source), source.architecture)
+        if built != (type(model), model.architecture):
             raise ValueError(
                 f"config.init.{spec.source} = {config.init[spec.source]} holds a "
-                f"ResNet with stage sizes {source.stage_sizes} and "
-                f"{source.num_features} features; config.model.name="
-                f"{config.model.name!r} builds {model.stage_sizes}, "
-                f"{model.num_features}"
+                f"{source.display_name}; config.model.name={config.model.name!r} "
+                f"builds a {model.display_name}"
             )
         backbone = nnx.state(source, (nnx.Param, nnx.BatchStat))
         if source.head is not None:  # a converted fine-tuned model: its head stays

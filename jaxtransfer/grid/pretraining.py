@@ -1,7 +1,7 @@
 """Pretrained sources for demos and tests, made the way real ones reach a user.
 
 No ImageNet or RadImageNet weights can be downloaded here, so the demo makes its
-two sources itself: a short pre-training of its (tiny) ResNet on a synthetic
+two sources itself: a short pre-training of its network on a synthetic
 source domain (another target's synthetic raw download, prepared by the real
 builder), written out as a Keras weights-only ``..._notop.h5`` exactly as the real
 downloads are, and read back by the code behind ``converters.keras_h5`` into the
@@ -17,8 +17,9 @@ from pathlib import Path
 import jax
 from flax import nnx
 
+from jaxtransfer import models
 from jaxtransfer.data import builders, loader, prepare, synthetic
-from jaxtransfer.models import pretrained, resnet
+from jaxtransfer.models import layers, pretrained
 from jaxtransfer.models.formats import keras_h5
 from jaxtransfer.training import engine, mesh, steps
 
@@ -35,16 +36,18 @@ class SyntheticSource:
         epochs: pre-training epochs on fold 1's training split (all weights, Adam
             1e-3, no early stopping).
         seed: seeds the download, the initialisation and the data order.
+        model: the network (a ``models.MODELS`` name), the grid's own.
     """
 
     domain: str
     size: int
     epochs: int = 3
     seed: int = 0
+    model: str = "tiny"
 
 
-def pretrain(source: SyntheticSource, workdir: Path) -> resnet.ResNet:
-    """A tiny ResNet trained on ``source.domain``'s synthetic download."""
+def pretrain(source: SyntheticSource, workdir: Path) -> layers.Backbone:
+    """``source.model`` trained on ``source.domain``'s synthetic download."""
     raw = workdir / "raw"
     synthetic.write_target(source.domain, raw, image_size=source.size, seed=source.seed)
     name = source.domain.replace("-", "_")
@@ -52,7 +55,9 @@ def pretrain(source: SyntheticSource, workdir: Path) -> resnet.ResNet:
     directory = builders.prepared_dir(workdir / "prepared", name, source.size)
     split = loader.load_split(directory, "fold1_train")
     num_classes = len(split.class_names)
-    model = resnet.ResNetTiny(num_classes=num_classes, rngs=nnx.Rngs(source.seed))
+    model = models.get(source.model)(
+        num_classes=num_classes, rngs=nnx.Rngs(source.seed)
+    )
     train_split = engine.Split(split.images, split.labels)
     # All weights at Adam 1e-3, no early stopping (patience past the last epoch),
     # no checkpoints: seconds. Validation on the training split only fills the log.

@@ -15,7 +15,7 @@ from ml_collections import ConfigDict
 from jaxtransfer import models
 from jaxtransfer.grid import inputs, plan, results
 from jaxtransfer.grid.plan import RunSpec
-from jaxtransfer.models import pretrained, resnet
+from jaxtransfer.models import layers, pretrained
 from jaxtransfer.runtime import files, processes
 from jaxtransfer.training import engine, metrics
 
@@ -220,7 +220,7 @@ def failure_note(failure: dict) -> str:
 def finish_run(
     config: ConfigDict,
     spec: RunSpec,
-    model: resnet.ResNet,
+    model: layers.Backbone,
     history: list[dict],
     test: dict,
     probs: np.ndarray,

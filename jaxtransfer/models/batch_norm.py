@@ -64,7 +64,7 @@ normalize_with_batch_stats.defvjp(_forward, _backward)
 
 
 class BatchNorm(nnx.BatchNorm):
-    """`nnx.BatchNorm` (channels last, with scale and bias) with a closed-form
+    """`nnx.BatchNorm` (channels last, with a bias) with a closed-form
     training-mode gradient; see the module docstring."""
 
     def __call__(self, x, use_running_average: bool | None = None, *, mask=None):
@@ -73,13 +73,16 @@ class BatchNorm(nnx.BatchNorm):
         if use_running_average is not False or mask is not None or self.axis_name:
             # Inference mode, masks and pmapped statistics: Flax's own code.
             return super().__call__(x, use_running_average, mask=mask)
-        if self.axis not in (-1, x.ndim - 1) or self.scale is None or self.bias is None:
+        if self.axis not in (-1, x.ndim - 1) or self.bias is None:
             raise ValueError(
-                "jaxtransfer BatchNorm supports the channels-last axis with scale "
-                f"and bias only (axis={self.axis})"
+                "jaxtransfer BatchNorm supports the channels-last axis with a bias "
+                f"only (axis={self.axis})"
             )
+        # Without a scale (Keras scale=False, the Inception networks) the scale is
+        # a constant 1; its gradient is computed and dropped.
+        scale = jnp.ones_like(self.bias[...]) if self.scale is None else self.scale[...]
         x, scale, bias = self.promote_dtype(
-            (x, self.scale[...], self.bias[...]), dtype=self.dtype
+            (x, scale, self.bias[...]), dtype=self.dtype
         )
         out_dtype = self.dtype or jnp.result_type(x, scale, bias)
         y, mean, var = normalize_with_batch_stats(

@@ -21,12 +21,12 @@ from flax import nnx
 from tqdm import tqdm
 
 from jaxtransfer.data import preprocess
-from jaxtransfer.models import pretrained, resnet
+from jaxtransfer.models import layers, pretrained
 from jaxtransfer.runtime import files
 
 
 def make_forward(
-    model: resnet.ResNet,
+    model: layers.Backbone,
     preprocessing: str,
     taps: Sequence[str],
     head_activation: str | None = "softmax",
@@ -63,8 +63,9 @@ def batches(
         yield slice(start, start + valid), {k: v[:valid] for k, v in outputs.items()}
 
 
-def check_images(images: np.ndarray, source: str) -> None:
-    """Raises a clear error unless ``images`` is (N, H, W, 3) uint8/float."""
+def check_images(images: np.ndarray, source: str, model: layers.Backbone) -> None:
+    """Raises a clear error unless ``images`` is (N, H, W, 3) uint8/float, at least
+    as large as ``model`` takes."""
     if images.ndim != 4 or images.shape[-1] != 3:
         raise ValueError(
             f"{source}: expected RGB images of shape (N, H, W, 3), got {images.shape}"
@@ -73,10 +74,10 @@ def check_images(images: np.ndarray, source: str) -> None:
         raise ValueError(
             f"{source}: expected uint8 or float images, got {images.dtype}"
         )
-    if min(images.shape[1:3]) < 32:
+    if min(images.shape[1:3]) < model.min_size:
         raise ValueError(
             f"{source}: images of {images.shape[1]}x{images.shape[2]} are too small "
-            "for ResNet50 (at least 32x32)"
+            f"for {model.display_name} (at least {model.min_size}x{model.min_size})"
         )
 
 
@@ -94,8 +95,8 @@ def extract_to_npz(
     if not os.path.isfile(images_path):
         raise FileNotFoundError(f"no such file: {images_path}")
     images = np.load(images_path, mmap_mode="r")
-    check_images(images, images_path)
     model, metadata = pretrained.load(checkpoint)
+    check_images(images, images_path, model)
     taps = model.all_taps if all_blocks else (*model.study_taps, "pooled")
     forward = make_forward(
         model, metadata["preprocessing"], taps, metadata.get("head_activation")

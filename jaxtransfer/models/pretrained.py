@@ -21,7 +21,8 @@ import jax
 import orbax.checkpoint as ocp
 from flax import nnx
 
-from jaxtransfer.models import resnet
+from jaxtransfer import models
+from jaxtransfer.models import layers
 from jaxtransfer.runtime import files, processes
 
 FORMAT_VERSION = 1
@@ -35,14 +36,14 @@ def model_state(model: nnx.Module) -> dict:
     return nnx.to_pure_dict(nnx.state(model, (nnx.Param, nnx.BatchStat)))
 
 
-def make_metadata(model: resnet.ResNet, **fields: Any) -> dict:
+def make_metadata(model: layers.Backbone, **fields: Any) -> dict:
     """Metadata describing ``model``; ``fields`` add provenance (source, sha256...)."""
     return {
         "format_version": FORMAT_VERSION,
+        "architecture": models.architecture_name(model),
+        "architecture_args": model.architecture,
         "variant": model.variant,
         "preprocessing": PREPROCESSING[model.variant],
-        "stage_sizes": list(model.stage_sizes),
-        "width": model.conv1_conv.out_features,
         "num_classes": model.num_classes,
         "head_dropout": model.dropout.rate if model.dropout is not None else 0.0,
         "taps": list(model.study_taps),
@@ -50,14 +51,25 @@ def make_metadata(model: resnet.ResNet, **fields: Any) -> dict:
     }
 
 
-def build_model(metadata: dict, rngs: nnx.Rngs | None = None) -> resnet.ResNet:
-    """A freshly initialised model with the architecture that ``metadata`` names."""
-    return resnet.ResNet(
+def build_model(metadata: dict, rngs: nnx.Rngs | None = None) -> layers.Backbone:
+    """A freshly initialised model with the architecture that ``metadata`` names.
+
+    Checkpoints written before other backbones existed hold a ResNet's
+    ``stage_sizes``, ``width`` and ``variant`` at the top level.
+    """
+    name = metadata.get("architecture", "resnet")
+    if name not in models.ARCHITECTURES:
+        raise ValueError(
+            f"checkpoint architecture {name!r}: expected one of "
+            f"{sorted(models.ARCHITECTURES)}"
+        )
+    args = metadata.get("architecture_args")
+    if args is None:
+        args = {k: metadata[k] for k in ("variant", "stage_sizes", "width")}
+    return models.ARCHITECTURES[name](
+        **args,
         num_classes=metadata["num_classes"],
         head_dropout=metadata["head_dropout"],
-        variant=metadata["variant"],
-        stage_sizes=metadata["stage_sizes"],
-        width=metadata["width"],
         rngs=rngs or nnx.Rngs(0),
     )
 
@@ -72,7 +84,7 @@ def sha256_of(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
 
 
 def save(
-    model: resnet.ResNet,
+    model: layers.Backbone,
     metadata: dict,
     directory: str | os.PathLike,
     overwrite: bool = False,
@@ -137,7 +149,7 @@ def read_metadata(directory: str | os.PathLike) -> dict:
 
 def load(
     directory: str | os.PathLike, rngs: nnx.Rngs | None = None
-) -> tuple[resnet.ResNet, dict]:
+) -> tuple[layers.Backbone, dict]:
     """Rebuilds the model of a converted checkpoint and restores its weights."""
     metadata = read_metadata(directory)
     model = build_model(metadata, rngs)

@@ -24,17 +24,13 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxtransfer.models.batch_norm import BatchNorm
+from jaxtransfer.models import layers
 
 Variant = Literal["keras", "torchvision"]
 
 RESNET50_STAGE_SIZES = (3, 4, 6, 3)
-KERAS_BN_EPSILON = 1.001e-5
+KERAS_BN_EPSILON = 1.001e-5  # keras.applications.ResNet50's
 TORCH_BN_EPSILON = 1e-5
-# Keras momentum 0.99: moving = 0.99 * moving + 0.01 * batch, the Flax convention.
-BN_MOMENTUM = 0.99
-
-_KERAS_INIT = nnx.initializers.glorot_uniform()
 # torchvision: kaiming_normal_(mode="fan_out", nonlinearity="relu").
 _TORCH_CONV_INIT = nnx.initializers.variance_scaling(2.0, "fan_out", "normal")
 
@@ -67,54 +63,6 @@ STUDY_TAPS = study_taps()
 ALL_TAPS = ("conv1_relu",) + block_taps() + ("pooled",)
 
 
-def _pointwise_conv(
-    lhs,
-    rhs,
-    window_strides,
-    padding,
-    *,
-    lhs_dilation=None,
-    rhs_dilation=None,
-    feature_group_count=1,
-    precision=None,
-    **layout,
-) -> jax.Array:
-    """A 1x1 NHWC/HWIO convolution as one (B*H*W, Cin) x (Cin, Cout) matrix product.
-
-    Drop-in for ``lax.conv_general_dilated`` in ``nnx.Conv`` (same parameters, same
-    result up to float summation order). XLA:CPU runs the backward pass of a 1x1
-    ``conv`` several times slower than the same work as 2-D matrix products, and
-    ResNet50 spends most of its FLOPs in 1x1 convs; on GPUs the products are no
-    slower than cuDNN's convolutions.
-    """
-    unpadded = padding == "VALID" or all(tuple(p) == (0, 0) for p in padding)
-    undilated = all(
-        d in (None, 1) or set(d) == {1} for d in (lhs_dilation, rhs_dilation)
-    )
-    if (
-        rhs.shape[:2] != (1, 1)
-        or not unpadded
-        or not undilated
-        or feature_group_count != 1
-    ):
-        raise ValueError(
-            "pointwise conv needs a 1x1 kernel, no padding, no dilation and one "
-            f"feature group, got kernel {rhs.shape}, padding {padding}, dilations "
-            f"{lhs_dilation}/{rhs_dilation}, groups {feature_group_count}"
-        )
-    del layout  # nnx.Conv's NHWC/HWIO dimension numbers (and output sharding)
-    row_stride, col_stride = window_strides
-    x = lhs[:, ::row_stride, ::col_stride, :]  # the pixels a strided 1x1 conv reads
-    batch, height, width, channels = x.shape
-    y = jnp.dot(x.reshape(-1, channels), rhs[0, 0], precision=precision)
-    return y.reshape(batch, height, width, -1)
-
-
-def _pad(x: jax.Array, amount: int) -> jax.Array:
-    """Symmetric zero padding of the two spatial axes (Keras ZeroPadding2D)."""
-    return jnp.pad(x, ((0, 0), (amount, amount), (amount, amount), (0, 0)))
-
-
 class Bottleneck(nnx.Module):
     """A ResNet bottleneck block; ``conv0``/``bn0`` is the projection shortcut."""
 
@@ -133,25 +81,15 @@ class Bottleneck(nnx.Module):
         stride_1x1, stride_3x3 = (stride, 1) if keras else (1, stride)
 
         def conv(cin, cout, size, s, pad):
-            return nnx.Conv(
-                cin,
-                cout,
-                kernel_size=(size, size),
-                strides=(s, s),
-                padding=((pad, pad), (pad, pad)),
-                use_bias=keras,
-                kernel_init=_KERAS_INIT if keras else _TORCH_CONV_INIT,
-                dtype=dtype,
-                conv_general_dilated=(
-                    _pointwise_conv if size == 1 else jax.lax.conv_general_dilated
-                ),
-                rngs=rngs,
-            )
+            return layers.conv(
+                cin, cout, size, strides=s, padding=pad, use_bias=keras,
+                kernel_init=layers.KERAS_INIT if keras else _TORCH_CONV_INIT,
+                dtype=dtype, rngs=rngs,
+            )  # fmt: skip
 
         def norm(features):
-            return BatchNorm(
+            return layers.batch_norm(
                 features,
-                momentum=BN_MOMENTUM,
                 epsilon=KERAS_BN_EPSILON if keras else TORCH_BN_EPSILON,
                 dtype=dtype,
                 rngs=rngs,
@@ -181,15 +119,7 @@ class Bottleneck(nnx.Module):
         return nnx.relu(shortcut + y)
 
 
-def _run_block(block: Bottleneck, x: jax.Array, bn_train: bool) -> jax.Array:
-    return block(x, bn_train)
-
-
-# Rematerialised: the backward pass recomputes the block from its input.
-_remat_block = nnx.remat(_run_block, static_argnums=2)
-
-
-class ResNet(nnx.Module):
+class ResNet(layers.Backbone):
     """ResNet backbone with an optional classification head.
 
     Attributes mirror Keras layer names: ``conv1_conv``, ``conv1_bn``, one
@@ -216,20 +146,14 @@ class ResNet(nnx.Module):
         keras = variant == "keras"
         self.variant = variant
         self.stage_sizes = tuple(stage_sizes)
-        self.conv1_conv = nnx.Conv(
-            3,
+        self.width = width
+        self.conv1_conv = layers.conv(
+            3, width, 7, strides=2, use_bias=keras,
+            kernel_init=layers.KERAS_INIT if keras else _TORCH_CONV_INIT,
+            dtype=dtype, rngs=rngs,
+        )  # fmt: skip
+        self.conv1_bn = layers.batch_norm(
             width,
-            kernel_size=(7, 7),
-            strides=(2, 2),
-            padding="VALID",
-            use_bias=keras,
-            kernel_init=_KERAS_INIT if keras else _TORCH_CONV_INIT,
-            dtype=dtype,
-            rngs=rngs,
-        )
-        self.conv1_bn = BatchNorm(
-            width,
-            momentum=BN_MOMENTUM,
             epsilon=KERAS_BN_EPSILON if keras else TORCH_BN_EPSILON,
             dtype=dtype,
             rngs=rngs,
@@ -249,16 +173,21 @@ class ResNet(nnx.Module):
                 )
                 setattr(self, block_name(s, b), block)
                 features = 4 * filters
-        self.num_features = features
-        self.num_classes = num_classes
-        if num_classes is None:
-            self.dropout = self.head = None
-        else:
-            # No rng stream inside the model: steps pass a dropout key explicitly.
-            self.dropout = nnx.Dropout(head_dropout) if head_dropout else None
-            self.head = nnx.Linear(
-                features, num_classes, kernel_init=_KERAS_INIT, dtype=dtype, rngs=rngs
-            )
+        self._init_head(features, num_classes, head_dropout, dtype, rngs)
+
+    @property
+    def architecture(self) -> dict:
+        return {
+            "variant": self.variant,
+            "stage_sizes": list(self.stage_sizes),
+            "width": self.width,
+        }
+
+    @property
+    def display_name(self) -> str:
+        if (self.stage_sizes, self.width) == (RESNET50_STAGE_SIZES, 64):
+            return "ResNet50"
+        return f"ResNet (blocks {list(self.stage_sizes)}, width {self.width})"
 
     def blocks(self) -> Iterator[tuple[str, Bottleneck]]:
         """Yields ``(keras_block_name, block)`` in network order."""
@@ -275,62 +204,44 @@ class ResNet(nnx.Module):
     def all_taps(self) -> tuple[str, ...]:
         return ("conv1_relu",) + block_taps(self.stage_sizes) + ("pooled",)
 
-    def __call__(
-        self,
-        x: jax.Array,
-        *,
-        train: bool = False,
-        bn_train: bool | None = None,
-        dropout_rng: jax.Array | None = None,
-        taps: Sequence[str] | None = None,
-        remat: bool = False,
-    ) -> tuple[jax.Array | None, dict[str, jax.Array]]:
-        """Runs the network on preprocessed NHWC images.
+    def keras_layers(self) -> list[layers.KerasLayer]:
+        """The weighted layers in Keras order.
 
-        Args:
-          x: (batch, height, width, 3) preprocessed images.
-          train: dropout active (needs ``dropout_rng``) and, unless ``bn_train``
-            says otherwise, BatchNorm on batch statistics, updating its moving
-            averages. Otherwise inference mode.
-          bn_train: BatchNorm mode on its own: False keeps a frozen backbone's
-            BatchNorm in inference mode while the head trains.
-          dropout_rng: key for the head's dropout mask.
-          taps: names to return in ``acts`` (any of ``all_taps``); defaults to the
-            study's five taps plus ``pooled``.
-          remat: under differentiation, keep only each block's input and recompute
-            its inside during the backward pass (less memory, more compute).
-
-        Returns:
-          ``(logits, acts)``: logits (batch, num_classes) or None without a head.
+        Keras orders block1 of each stage as 1_conv, 1_bn, 2_conv, 2_bn, 0_conv,
+        3_conv, 0_bn, 3_bn (the projection shortcut after the 3x3), the other
+        blocks 1, 2, 3.
         """
-        bn_train = train if bn_train is None else bn_train
-        taps = (*self.study_taps, "pooled") if taps is None else tuple(taps)
-        unknown = sorted(set(taps) - set(self.all_taps))
-        if unknown:
-            raise ValueError(f"unknown taps {unknown}; available: {self.all_taps}")
-        acts = {}
+        found = [
+            layers.KerasLayer("conv1_conv", "conv", self.conv1_conv),
+            layers.KerasLayer("conv1_bn", "bn", self.conv1_bn),
+        ]
+        for name, block in self.blocks():
+            order = [("1_conv", block.conv1), ("1_bn", block.bn1)]
+            order += [("2_conv", block.conv2), ("2_bn", block.bn2)]
+            if block.conv0 is not None:
+                order += [("0_conv", block.conv0), ("3_conv", block.conv3)]
+                order += [("0_bn", block.bn0), ("3_bn", block.bn3)]
+            else:
+                order += [("3_conv", block.conv3), ("3_bn", block.bn3)]
+            found += [
+                layers.KerasLayer(f"{name}_{suffix}", suffix[2:], module)
+                for suffix, module in order
+            ]
+        return found
+
+    def body(self, x, bn_train, remat, acts):
         # Keras conv1_pad; torchvision's padding=3 on conv1 is the same.
-        x = _pad(x, 3)
+        x = layers.pad(x, 3)
         x = nnx.relu(
             self.conv1_bn(self.conv1_conv(x), use_running_average=not bn_train)
         )
         acts["conv1_relu"] = x
         # Zero padding equals -inf padding here: the input is post-ReLU.
-        x = nnx.max_pool(_pad(x, 1), (3, 3), strides=(2, 2), padding="VALID")
-        run_block = _remat_block if remat else _run_block
+        x = layers.max_pool(layers.pad(x, 1))
         for name, block in self.blocks():
-            x = run_block(block, x, bn_train)
+            x = layers.run_block(block, x, bn_train, remat)
             acts[f"{name}_out"] = x
-        acts["pooled"] = x.mean(axis=(1, 2))
-        logits = None
-        if self.head is not None:
-            features = acts["pooled"]
-            if self.dropout is not None:
-                features = self.dropout(
-                    features, deterministic=not train, rngs=dropout_rng
-                )
-            logits = self.head(features)
-        return logits, {name: acts[name] for name in taps}
+        return x
 
 
 def ResNet50(**kwargs) -> ResNet:  # noqa: N802 (mirrors keras.applications.ResNet50)

@@ -29,7 +29,9 @@ def test_sources_are_trained_tiny_resnets_read_back_from_keras_files(demo_source
         assert metadata["source_format"] == "keras_h5"
         assert metadata["source_file"] == h5_path.name
         assert metadata["source_sha256"] == pretrained.sha256_of(h5_path)
-        assert (metadata["stage_sizes"], metadata["width"]) == ([1, 1, 1, 1], 8)
+        assert metadata["architecture"] == "resnet"
+        args = metadata["architecture_args"]
+        assert (args["stage_sizes"], args["width"]) == ([1, 1, 1, 1], 8)
         assert model.head is None  # written without a head, like the _notop files
         backbones[name] = _backbone(model)
         # The checkpoint is exactly what the converter reads from the HDF5 file.

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from jaxtransfer.models import batch_norm, resnet
+from jaxtransfer.models import batch_norm, layers, resnet
 
 CHANNELS = 6
 
@@ -30,7 +30,7 @@ def _inputs(seed=0):
 def _ours(dtype=jnp.float32, cls=batch_norm.BatchNorm):
     layer = cls(
         CHANNELS,
-        momentum=resnet.BN_MOMENTUM,
+        momentum=layers.BN_MOMENTUM,
         epsilon=resnet.KERAS_BN_EPSILON,
         dtype=dtype,
         rngs=nnx.Rngs(0),
@@ -55,7 +55,7 @@ def _grads(layer, x, weights):
 def test_training_mode_matches_keras_outputs_statistics_and_gradients():
     x, weights, gamma, beta = _inputs()
     keras_layer = keras.layers.BatchNormalization(
-        momentum=resnet.BN_MOMENTUM, epsilon=resnet.KERAS_BN_EPSILON
+        momentum=layers.BN_MOMENTUM, epsilon=resnet.KERAS_BN_EPSILON
     )
     keras_layer.build(x.shape)
     keras_layer.gamma.assign(gamma)

@@ -1,25 +1,30 @@
-"""Keras HDF5 ResNet50 weights -> a jaxtransfer checkpoint.
+"""Keras HDF5 weights -> a jaxtransfer checkpoint, for every backbone of the registry.
 
 Reads the three layouts users meet: the weights-only ImageNet ``..._notop.h5``, a
-full-model file with ``model_weights`` and ``model_config`` (how
-``RadImageNet-ResNet50_notop.h5`` is distributed) and a fine-tuned model whose
-ResNet50 is a nested sub-model next to a Dense head (how the study saves its
-models). Layers are matched by the ResNet50 topology, every array shape-checked.
+full-model file with ``model_weights`` and ``model_config`` (how RadImageNet's
+``RadImageNet-<backbone>_notop.h5`` files are distributed) and a fine-tuned model
+whose backbone is a nested sub-model next to a Dense head (how the study saves
+its models). The architecture is told from the file's layer names (ResNet50 or a
+Keras-named ResNet of other depth, DenseNet121/169/201, InceptionV3,
+InceptionResNetV2), or named with ``model=`` (``--model``); layers are matched to
+it (models/formats/keras_layout.py), every array shape-checked.
 
 ``export`` writes the other way: a weights-only file in the layout of the Keras
 ``..._notop.h5`` downloads, which ``ResNet50(include_top=False).load_weights``
-reads (TF-Keras 2 or Keras 3), the head, if any, last as the layer ``dense``.
-HDF5 -> Flax -> HDF5 preserves every array bit for bit. The command lines are
-``converters.keras_h5`` and ``converters.to_keras_h5``.
+(or ``DenseNet121``'s) reads in TF-Keras 2 or Keras 3, the head, if any, last as
+the layer ``dense``. HDF5 -> Flax -> HDF5 preserves every array bit for bit. The
+command lines are ``converters.keras_h5`` and ``converters.to_keras_h5``.
 """
 
 import os
 import re
+from collections.abc import Callable
 
 import numpy as np
 from flax import nnx
 
-from jaxtransfer.models import pretrained, resnet
+from jaxtransfer import models
+from jaxtransfer.models import densenet, inception, layers, pretrained, resnet
 from jaxtransfer.models.formats import keras_layout
 from jaxtransfer.runtime import files
 
@@ -40,32 +45,52 @@ def _head_config(model_config: dict | None, dense_name: str) -> tuple[float, str
     return dropout, activation
 
 
-def _architecture(kfile: keras_layout.KerasFile) -> dict:
-    """ResNet constructor arguments for the file: ResNet50 unless its names say so.
-
-    Files with Keras 2.2+ layer names (``conv3_block2_1_conv``) may hold a ResNet of
-    other depth or width (the demo's small sources); the stage sizes come from the
-    block names and the width from ``conv1_conv``. Files with the old names
-    (``res2a_branch2a``) are ResNet50.
-    """
-    blocks = {}
-    for layer in kfile.layers:
-        match = re.fullmatch(
-            r"conv([2-5])_block(\d+)_\d_conv", layer.name.split("/")[-1]
-        )
+def _blocks(names: set[str], pattern: str) -> dict[int, int]:
+    """Stage -> its number of blocks, from names like ``conv3_block4_...``."""
+    blocks: dict[int, int] = {}
+    for name in names:
+        match = re.fullmatch(pattern, name)
         if match:
             stage, block = int(match[1]), int(match[2])
             blocks[stage] = max(blocks.get(stage, 0), block)
-    stem = [
-        layer for layer in kfile.layers if layer.name.split("/")[-1] == "conv1_conv"
-    ]
-    if sorted(blocks) != [2, 3, 4, 5] or not stem:
-        return {}
-    stage_sizes = tuple(blocks[stage] for stage in (2, 3, 4, 5))
-    width = int(stem[0].arrays[0].shape[-1])
-    if (stage_sizes, width) == (resnet.RESNET50_STAGE_SIZES, 64):
-        return {}
-    return {"stage_sizes": stage_sizes, "width": width}
+    return blocks
+
+
+def _out_channels(kfile: keras_layout.KerasFile, name: str) -> int | None:
+    for layer in kfile.layers:
+        if keras_layout.leaf(layer.name) == name:
+            return int(layer.arrays[0].shape[-1])
+    return None
+
+
+def _detect(kfile: keras_layout.KerasFile) -> Callable[..., layers.Backbone]:
+    """The constructor of the file's architecture, told from its layer names.
+
+    Keras 2.2+ names tell a ResNet's depth and width (``conv3_block2_1_conv``) and
+    a DenseNet's blocks and growth rate; files with names this cannot read (the
+    old ``res2a_branch2a``, renamed layers) are taken for ResNet50.
+    """
+    names = {keras_layout.leaf(layer.name) for layer in kfile.layers}
+    if any(re.fullmatch(r"block(35|17|8)_\d+_conv|conv_7b", n) for n in names):
+        return models.get("inception_resnet_v2")
+    dense = _blocks(names, r"conv(\d)_block(\d+)_0_bn")
+    transitions = {n for n in names if re.fullmatch(r"pool[2-4]_conv", n)}
+    if sorted(dense) == [2, 3, 4, 5] and transitions:
+        blocks = [dense[stage] for stage in (2, 3, 4, 5)]
+        growth = _out_channels(kfile, "conv2_block1_2_conv") or 32
+        width = int(kfile.layers[0].arrays[0].shape[-1])
+        return lambda **kw: densenet.DenseNet(
+            blocks=blocks, growth_rate=growth, width=width, **kw
+        )
+    residual = _blocks(names, r"conv([2-5])_block(\d+)_\d_conv")
+    width = _out_channels(kfile, "conv1_conv")
+    if sorted(residual) == [2, 3, 4, 5] and width:
+        stage_sizes = [residual[stage] for stage in (2, 3, 4, 5)]
+        return lambda **kw: resnet.ResNet(stage_sizes=stage_sizes, width=width, **kw)
+    auto_convs = sum(1 for n in names if re.fullmatch(r"conv2d(_\d+)?", n))
+    if auto_convs == inception.V3_UNITS:
+        return models.get("inception_v3")
+    return models.get("resnet50")
 
 
 def _check_shapes(expected_name: str, file_layer, variables) -> None:
@@ -87,45 +112,59 @@ def _assign(variables, arrays) -> None:
         variable.set_value(np.asarray(array, dtype=np.float32))
 
 
-def convert(
-    path: str | os.PathLike, keep_top: bool = False
-) -> tuple[resnet.ResNet, dict]:
-    """Loads a Keras HDF5 ResNet50 (or a Keras-named ResNet of other depth) into Flax.
-
-    Args:
-      path: the HDF5 file, in any of the three layouts.
-      keep_top: keep a 1000-class ImageNet top as the head (dropped by default).
-
-    Returns:
-      ``(model, metadata)``; the model has a head when the file had one.
-    """
-    kfile = keras_layout.read(path)
-    architecture = _architecture(kfile)
-    layout_model = resnet.ResNet(**architecture, rngs=nnx.Rngs(0))
-    template = keras_layout.backbone_layers(layout_model)
-    arch = "ResNet50"
-    if architecture:
-        arch = "ResNet (blocks {stage_sizes}, width {width})".format(**architecture)
-    backbone = kfile.layers[: len(template)]
-    rest = kfile.layers[len(template) :]
+def _match(
+    path: str, arch: str, model: layers.Backbone, kfile: keras_layout.KerasFile
+) -> tuple[list[keras_layout.FileLayer], list[keras_layout.FileLayer]]:
+    """The file layers for ``model.keras_layers()`` and the rest (a head, if any),
+    kind- and shape-checked; errors name the expected and the found layer."""
+    template = model.keras_layers()
+    if model.keras_order == "creation":
+        backbone, rest = keras_layout.in_creation_order(
+            path, arch, template, kfile.layers
+        )
+    else:
+        backbone, rest = kfile.layers[: len(template)], kfile.layers[len(template) :]
+    for expected, file_layer in zip(template, backbone):
+        if file_layer.kind != expected.kind:
+            raise keras_layout.KerasFileError(
+                f"{path} is not a Keras {arch}: layer {expected.name} should be a "
+                f"{expected.kind}, found {file_layer.describe()}"
+            )
     if len(backbone) < len(template) or len(rest) > 1:
         raise keras_layout.KerasFileError(
             f"{path} is not a Keras {arch}: it has {len(kfile.layers)} weighted "
             f"layers, where {arch} has {len(template)} plus at most one Dense head"
         )
-    for (name, kind, _), file_layer in zip(template, backbone):
-        if file_layer.kind != kind:
-            raise keras_layout.KerasFileError(
-                f"{path} is not a Keras {arch}: layer {name} should be a {kind}, "
-                f"found {file_layer.describe()}"
-            )
     if rest and rest[0].kind != "dense":
         raise keras_layout.KerasFileError(
             f"{path}: after the {arch} backbone expected a Dense head, found "
             f"{rest[0].describe()}"
         )
-    for (name, _, module), file_layer in zip(template, backbone):
-        _check_shapes(name, file_layer, keras_layout.module_variables(module))
+    for expected, file_layer in zip(template, backbone):
+        variables = keras_layout.module_variables(expected.module)
+        _check_shapes(expected.name, file_layer, variables)
+    return backbone, rest
+
+
+def convert(
+    path: str | os.PathLike, keep_top: bool = False, model: str | None = None
+) -> tuple[layers.Backbone, dict]:
+    """Loads a Keras HDF5 backbone (and its head, if any) into Flax.
+
+    Args:
+      path: the HDF5 file, in any of the three layouts.
+      keep_top: keep a 1000-class ImageNet top as the head (dropped by default).
+      model: a ``models.MODELS`` name; by default told from the file's names.
+
+    Returns:
+      ``(model, metadata)``; the model has a head when the file had one.
+    """
+    path = str(path)
+    kfile = keras_layout.read(path)
+    make = models.get(model) if model else _detect(kfile)
+    layout_model = make(rngs=nnx.Rngs(0))
+    arch = layout_model.display_name
+    backbone, rest = _match(path, arch, layout_model, kfile)
 
     head = rest[0] if rest else None
     notes = []
@@ -151,20 +190,16 @@ def convert(
             if not nested:
                 dropout = 0.0  # include_top=True: GAP -> Dense, no dropout.
 
-    model = resnet.ResNet(
-        **architecture, num_classes=num_classes, head_dropout=dropout, rngs=nnx.Rngs(0)
-    )
-    for (_, _, module), file_layer in zip(
-        keras_layout.backbone_layers(model), backbone
-    ):
-        _assign(keras_layout.module_variables(module), file_layer.arrays)
+    network = make(num_classes=num_classes, head_dropout=dropout, rngs=nnx.Rngs(0))
+    for expected, file_layer in zip(network.keras_layers(), backbone):
+        _assign(keras_layout.module_variables(expected.module), file_layer.arrays)
     if head is not None:
-        _check_shapes("head", head, keras_layout.module_variables(model.head))
-        _assign(keras_layout.module_variables(model.head), head.arrays)
+        _check_shapes("head", head, keras_layout.module_variables(network.head))
+        _assign(keras_layout.module_variables(network.head), head.arrays)
 
     metadata = pretrained.make_metadata(
-        model,
-        source_file=os.path.basename(str(path)),
+        network,
+        source_file=os.path.basename(path),
         source_sha256=pretrained.sha256_of(path),
         source_format="keras_h5",
         source_layout=kfile.layout,
@@ -172,33 +207,45 @@ def convert(
         head_activation=activation,
         notes=notes,
     )
-    return model, metadata
+    return network, metadata
 
 
 def keras_weights(
-    model: resnet.ResNet, include_head: bool = True
-) -> list[tuple[str, list[np.ndarray]]]:
-    """``(keras_layer_name, arrays)`` for every weighted layer, in Keras order."""
+    model: layers.Backbone, include_head: bool = True
+) -> list[tuple[str, str, list[np.ndarray]]]:
+    """``(keras_layer_name, kind, arrays)`` for every weighted layer, in the order
+    Keras loads them."""
     if model.variant != "keras":
         raise ValueError(
             f"only the Keras layout can be exported to Keras, got {model.variant!r}"
         )
-    layers = [
-        (
-            name,
-            [np.asarray(v.get_value()) for v in keras_layout.module_variables(module)],
+    if model.keras_order != "file":
+        raise ValueError(
+            f"exporting {type(model).__name__} to Keras HDF5 is not supported: Keras "
+            "loads a weights file in its graph order, which for a network with "
+            "parallel branches is not the order jaxtransfer knows (the creation "
+            "order); export works for ResNet and DenseNet"
         )
-        for name, _, module in keras_layout.backbone_layers(model)
+    found = [
+        (
+            layer.name,
+            layer.kind,
+            [
+                np.asarray(v.get_value())
+                for v in keras_layout.module_variables(layer.module)
+            ],
+        )
+        for layer in model.keras_layers()
     ]
     if include_head and model.head is not None:
         head = [
             np.asarray(v.get_value()) for v in keras_layout.module_variables(model.head)
         ]
-        layers.append(("dense", head))
-    return layers
+        found.append(("dense", "dense", head))
+    return found
 
 
-def export(model: resnet.ResNet, path: str | os.PathLike, include_head=True) -> None:
+def export(model: layers.Backbone, path: str | os.PathLike, include_head=True) -> None:
     """Writes ``model`` as a Keras weights-only HDF5, atomically."""
     with files.atomic_file(path) as partial:
         keras_layout.write_weights(partial, keras_weights(model, include_head))

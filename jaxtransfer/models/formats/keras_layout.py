@@ -1,11 +1,16 @@
-"""The Keras legacy HDF5 weight layout and the Keras order of ResNet50's layers.
+"""The Keras legacy HDF5 weight layout, and how a file's layers meet a model's.
 
 Keras (TF-Keras 2 and Keras 3 alike) loads an HDF5 weight file by *layer order*:
 the root (or ``model_weights``) attribute ``layer_names`` lists the layer groups,
-and each group's ``weight_names`` attribute lists its arrays in order. Names differ
-between Keras generations (``conv1_conv/kernel:0`` vs ``conv1_conv/kernel``, or the
-old ``res2a_branch2a``), so nothing here depends on them: layers are read in file
-order and matched to the ResNet50 topology, with a shape check on every array.
+and each group's ``weight_names`` attribute lists its arrays in order. That order
+is Keras's graph order (by depth from the output, then by traversal). For a chain
+(ResNet, DenseNet) it is the network order, and names differ between Keras
+generations (``conv1_conv/kernel:0`` vs ``conv1_conv/kernel``, or the old
+``res2a_branch2a``), so such files are matched in file order. For a network with
+parallel branches (the Inceptions) the graph order interleaves branches, so the
+layers are put in the order Keras *created* them (``in_creation_order``): the
+layers Keras names itself carry that order in their numbers (``conv2d_17``), even
+when other models were built first in the same session (``conv2d_111``).
 
 A nested sub-model (the study's fine-tuned models: ResNet50 inside a model with a
 Dense head) is stored as one group whose ``weight_names`` hold every array of the
@@ -15,13 +20,14 @@ sub-model, trainable ones first. Those are regrouped by their layer prefix.
 import dataclasses
 import json
 import os
+import re
 from collections.abc import Iterator
 
 import h5py
 import numpy as np
 from flax import nnx
 
-from jaxtransfer.models import resnet
+from jaxtransfer.models import layers as model_layers
 
 # Position of each weight role inside its layer, the order Keras writes them in.
 _ROLE_ORDER = {
@@ -56,7 +62,7 @@ class FileLayer:
         ranks = [a.ndim for a in self.arrays]
         if ranks in ([4], [4, 1]):
             return "conv"
-        if ranks == [1, 1, 1, 1]:
+        if ranks in ([1, 1, 1, 1], [1, 1, 1]):  # with and without gamma
             return "bn"
         if ranks in ([2], [2, 1]):
             return "dense"
@@ -70,7 +76,7 @@ class FileLayer:
 
 
 class KerasFileError(ValueError):
-    """The file is not a Keras HDF5 ResNet50 that this converter can read."""
+    """The file is not a Keras HDF5 network that this converter can read."""
 
 
 def _decode(names) -> list[str]:
@@ -180,55 +186,104 @@ def read(path: str | os.PathLike) -> KerasFile:
     return KerasFile(path, layout, layers, config, version)
 
 
-def backbone_layers(model: resnet.ResNet) -> list[tuple[str, str, nnx.Module]]:
-    """``(keras_name, kind, module)`` of every weighted layer, in Keras order.
+def leaf(name: str) -> str:
+    """A layer's own name without the sub-model it is nested in."""
+    return name.rsplit("/", 1)[-1]
 
-    Keras orders block1 of each stage as 1_conv, 1_bn, 2_conv, 2_bn, 0_conv, 3_conv,
-    0_bn, 3_bn (the projection shortcut after the 3x3), the other blocks 1, 2, 3.
+
+_AUTO_NAME = re.compile(r"(conv2d|batch_normalization)(?:_(\d+))?")
+_AUTO_KIND = {"conv2d": "conv", "batch_normalization": "bn"}
+
+
+def _auto_number(name: str) -> tuple[str, int] | None:
+    """``('conv', 17)`` for Keras's own name ``conv2d_17``; None for other names."""
+    match = _AUTO_NAME.fullmatch(leaf(name))
+    if not match:
+        return None
+    return _AUTO_KIND[match[1]], int(match[2] or 0)
+
+
+def in_creation_order(
+    path: str, arch: str, template: list[model_layers.KerasLayer], found: list
+) -> tuple[list[FileLayer], list[FileLayer]]:
+    """The file layers for ``template``, and the layers left over (a head).
+
+    A template layer Keras names itself takes the file's next auto-named layer of
+    its kind by number; a named one (``block35_1_conv``) takes the layer of that
+    name. Raises a KerasFileError naming the expected and found layers.
     """
-    layers = [
-        ("conv1_conv", "conv", model.conv1_conv),
-        ("conv1_bn", "bn", model.conv1_bn),
-    ]
-    for name, block in model.blocks():
-        order = [("1_conv", block.conv1), ("1_bn", block.bn1)]
-        order += [("2_conv", block.conv2), ("2_bn", block.bn2)]
-        if block.conv0 is not None:
-            order += [("0_conv", block.conv0), ("3_conv", block.conv3)]
-            order += [("0_bn", block.bn0), ("3_bn", block.bn3)]
+    named = {layer.name for layer in template if not layer.auto}
+    by_name = {leaf(layer.name): layer for layer in found if leaf(layer.name) in named}
+    numbered = [(_auto_number(layer.name), layer) for layer in found]
+    queues = {
+        kind: [
+            layer
+            for number, layer in sorted(
+                ((n, layer) for n, layer in numbered if n and n[0] == kind),
+                key=lambda item: item[0][1],
+            )
+        ]
+        for kind in ("conv", "bn")
+    }
+    first = ", ".join(leaf(layer.name) for layer in found[:4])
+    ordered = []
+    for position, expected in enumerate(template):
+        if expected.auto:
+            queue = queues[expected.kind]
+            if not queue:
+                raise KerasFileError(
+                    f"{path} is not a Keras {arch}: expected its auto-named "
+                    f"{expected.kind} layer {expected.name} (layer {position + 1} "
+                    f"of {len(template)}), found no more auto-named {expected.kind} "
+                    f"layers (the file's layers begin {first})"
+                )
+            ordered.append(queue.pop(0))
+        elif expected.name in by_name:
+            ordered.append(by_name.pop(expected.name))
         else:
-            order += [("3_conv", block.conv3), ("3_bn", block.bn3)]
-        layers += [(f"{name}_{suffix}", suffix[2:], m) for suffix, m in order]
-    return layers
+            raise KerasFileError(
+                f"{path} is not a Keras {arch}: expected layer {expected.name}, "
+                f"which the file lacks (its layers begin {first})"
+            )
+    used = {id(layer) for layer in ordered}
+    return ordered, [layer for layer in found if id(layer) not in used]
 
 
 def module_variables(module: nnx.Module) -> list[nnx.Variable]:
     """The variables of a conv, BatchNorm or dense module, in Keras weight order."""
     if isinstance(module, nnx.BatchNorm):
-        return [module.scale, module.bias, module.mean, module.var]
+        stats = [module.bias, module.mean, module.var]
+        return stats if module.scale is None else [module.scale, *stats]
     if module.bias is None:
         return [module.kernel]
     return [module.kernel, module.bias]
 
 
+_ROLES = {
+    "conv": ("kernel", "bias"),
+    "dense": ("kernel", "bias"),
+    "bn": ("gamma", "beta", "moving_mean", "moving_variance"),
+}
+
+
 def write_weights(
-    path: str | os.PathLike, layers: list[tuple[str, list[np.ndarray]]]
+    path: str | os.PathLike, layers: list[tuple[str, str, list[np.ndarray]]]
 ) -> None:
-    """Writes ``(layer_name, arrays)`` as a Keras weights-only HDF5 file.
+    """Writes ``(layer_name, kind, arrays)`` as a Keras weights-only HDF5 file.
 
     The layout is the one Keras writes and reads (``layer_names`` and per-layer
     ``weight_names``, arrays at ``<layer>/<layer>/<weight>``), so
     ``model.load_weights(path)`` loads it in TF-Keras 2 and Keras 3.
     """
-    roles = {"conv": ("kernel", "bias"), "dense": ("kernel", "bias")}
-    roles["bn"] = ("gamma", "beta", "moving_mean", "moving_variance")
     with h5py.File(path, "w") as f:
-        f.attrs["layer_names"] = np.array([n.encode() for n, _ in layers])
+        f.attrs["layer_names"] = np.array([n.encode() for n, _, _ in layers])
         f.attrs["backend"] = b"jax"
         f.attrs["keras_version"] = b"3"
-        for name, arrays in layers:
-            kind = "bn" if len(arrays) == 4 else "conv"
-            weight_names = [f"{name}/{r}" for r in roles[kind][: len(arrays)]]
+        for name, kind, arrays in layers:
+            roles = _ROLES[kind]
+            if kind == "bn" and len(arrays) == 3:
+                roles = roles[1:]  # scale=False: no gamma
+            weight_names = [f"{name}/{r}" for r in roles[: len(arrays)]]
             group = f.create_group(name)
             group.attrs["weight_names"] = np.array([w.encode() for w in weight_names])
             for weight_name, array in zip(weight_names, arrays):

@@ -270,7 +270,9 @@ def test_a_shallower_keras_resnet_converts_with_its_own_depth(images, tmp_path):
     path = tmp_path / "shallow_notop.h5"
     keras_oracle.save_weights_only(keras_model, path)
     model, metadata = keras_h5.convert(path)
-    assert metadata["stage_sizes"] == [1, 1, 1, 1] and metadata["width"] == 64
+    assert metadata["architecture"] == "resnet"
+    assert metadata["architecture_args"]["stage_sizes"] == [1, 1, 1, 1]
+    assert metadata["architecture_args"]["width"] == 64
     x = images[SIZES[1]]
     reference = keras_oracle.taps(keras_model, x, model.study_taps)
     _, acts = _forward(model, x)
