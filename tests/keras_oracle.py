@@ -1,4 +1,4 @@
-"""Keras 3 (JAX backend) as the oracle: ResNet50s with random weights, saved by Keras.
+"""Keras 3 (JAX backend) as the oracle: networks with random weights, saved by Keras.
 
 Every HDF5 file the converter tests read is written by Keras itself, through its
 own legacy HDF5 writers, in the layouts users download.
@@ -17,23 +17,31 @@ from jaxtransfer.models.resnet import STUDY_TAPS  # noqa: E402
 
 
 def randomize(model: keras.Model, seed: int) -> keras.Model:
-    """Non-trivial weights everywhere: biases, BN affine and moving statistics."""
+    """Non-trivial weights everywhere: biases, BN affine and moving statistics
+    (BatchNormalization without a scale, as the Inceptions', has no gamma)."""
     rng = np.random.default_rng(seed)
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
-            c = layer.gamma.shape[0]
+            c = layer.moving_mean.shape[0]
+            gamma = [rng.uniform(0.7, 1.3, c)] if layer.scale else []
             layer.set_weights(
-                [
-                    rng.uniform(0.7, 1.3, c),
-                    rng.normal(0, 0.1, c),
-                    rng.normal(0, 0.2, c),
-                    rng.uniform(0.5, 1.5, c),
-                ]
+                gamma
+                + [rng.normal(0, 0.1, c), rng.normal(0, 0.2, c)]
+                + [rng.uniform(0.5, 1.5, c)]
             )
         elif layer.weights:
-            kernel, bias = layer.get_weights()
-            layer.set_weights([kernel, rng.normal(0, 0.05, bias.shape)])
+            kernel, *bias = layer.get_weights()
+            layer.set_weights([kernel] + [rng.normal(0, 0.05, b.shape) for b in bias])
     return model
+
+
+def application(name: str, seed: int = 0) -> keras.Model:
+    """``keras.applications.<name>`` without weights or top, GAP-pooled, any input
+    size, randomized."""
+    model = getattr(keras.applications, name)(
+        weights=None, include_top=False, input_shape=(None, None, 3), pooling="avg"
+    )
+    return randomize(model, seed)
 
 
 def resnet50(seed: int = 0, **kwargs) -> keras.Model:
@@ -100,10 +108,15 @@ def save_full(model: keras.Model, path) -> None:
 
 
 def taps(
-    model: keras.Model, images: np.ndarray, names=STUDY_TAPS
+    model: keras.Model, images: np.ndarray, names=STUDY_TAPS, layers=None
 ) -> dict[str, np.ndarray]:
-    """The study's taps and the pooled features of a (non-nested) Keras ResNet."""
-    outputs = [model.get_layer(name).output for name in names]
-    probe = keras.Model(model.inputs, outputs + [model.get_layer("avg_pool").output])
+    """The study's taps and the pooled features of a (non-nested) Keras network.
+
+    ``layers`` gives, per tap name, the Keras layer whose output it is (default:
+    the layer of the tap's name); the pooled features are the model's output.
+    """
+    layers = layers or {}
+    outputs = [model.get_layer(layers.get(name, name)).output for name in names]
+    probe = keras.Model(model.inputs, outputs + [model.outputs[0]])
     values = probe.predict(images, verbose=0)
     return dict(zip((*names, "pooled"), values))

@@ -20,6 +20,7 @@ import os
 import re
 from collections.abc import Callable
 
+import jax
 import numpy as np
 from flax import nnx
 
@@ -131,9 +132,11 @@ def _match(
                 f"{expected.kind}, found {file_layer.describe()}"
             )
     if len(backbone) < len(template) or len(rest) > 1:
+        extra = ", ".join(keras_layout.leaf(layer.name) for layer in rest[:4])
         raise keras_layout.KerasFileError(
             f"{path} is not a Keras {arch}: it has {len(kfile.layers)} weighted "
             f"layers, where {arch} has {len(template)} plus at most one Dense head"
+            + (f" (left over: {extra}, ...)" if len(rest) > 1 else "")
         )
     if rest and rest[0].kind != "dense":
         raise keras_layout.KerasFileError(
@@ -162,40 +165,51 @@ def convert(
     path = str(path)
     kfile = keras_layout.read(path)
     make = models.get(model) if model else _detect(kfile)
-    layout_model = make(rngs=nnx.Rngs(0))
-    arch = layout_model.display_name
-    backbone, rest = _match(path, arch, layout_model, kfile)
-
-    head = rest[0] if rest else None
+    # The backbones have no Dense layer: a file's one Dense layer is its head
+    # (the matching below refuses any other layer left over).
+    dense = [layer for layer in kfile.layers if layer.kind == "dense"]
+    head = dense[0] if len(dense) == 1 else None
+    nested = any(layer.nested_in for layer in kfile.layers)
     notes = []
     num_classes, dropout, activation = None, 0.0, None
     if head is not None:
-        kernel = head.arrays[0]
-        features = layout_model.num_features
-        if kernel.shape[0] != features:
-            raise keras_layout.KerasFileError(
-                f"shape mismatch at the head: expected ({features}, classes), "
-                f"{head.describe()}"
-            )
-        nested = any(layer.nested_in for layer in backbone)
-        if not nested and kernel.shape[1] == IMAGENET_CLASSES and not keep_top:
+        if not nested and head.arrays[0].shape[1] == IMAGENET_CLASSES and not keep_top:
             notes.append(
                 f"the file holds a {IMAGENET_CLASSES}-class top ('{head.name}'); it "
                 "was dropped and the base loaded (pass --keep_top to keep it)"
             )
             head = None
         else:
-            num_classes = int(kernel.shape[1])
+            num_classes = int(head.arrays[0].shape[1])
             dropout, activation = _head_config(kfile.model_config, head.name)
             if not nested:
                 dropout = 0.0  # include_top=True: GAP -> Dense, no dropout.
 
-    network = make(num_classes=num_classes, head_dropout=dropout, rngs=nnx.Rngs(0))
+    # Every variable comes from the file: the model is built from shapes alone
+    # (no random init).
+    network = nnx.eval_shape(
+        lambda: make(num_classes=num_classes, head_dropout=dropout, rngs=nnx.Rngs(0))
+    )
+    arch = network.display_name
+    backbone, _ = _match(path, arch, network, kfile)
     for expected, file_layer in zip(network.keras_layers(), backbone):
         _assign(keras_layout.module_variables(expected.module), file_layer.arrays)
     if head is not None:
+        features = network.num_features
+        if head.arrays[0].shape[0] != features:
+            raise keras_layout.KerasFileError(
+                f"shape mismatch at the head: expected ({features}, classes), "
+                f"{head.describe()}"
+            )
         _check_shapes("head", head, keras_layout.module_variables(network.head))
         _assign(keras_layout.module_variables(network.head), head.arrays)
+    unset = [
+        ".".join(map(str, key))
+        for key, value in nnx.to_flat_state(nnx.state(network))
+        if isinstance(value.get_value(), jax.ShapeDtypeStruct)
+    ]
+    if unset:  # a model with variables outside keras_layers()
+        raise RuntimeError(f"{arch}: the file sets no value for {unset[:5]}")
 
     metadata = pretrained.make_metadata(
         network,
@@ -210,6 +224,19 @@ def convert(
     return network, metadata
 
 
+def _in_load_order(model: layers.Backbone) -> list[layers.KerasLayer]:
+    """The weighted layers in the order Keras loads a weights file: the network
+    order for a chain, Keras's graph order for a network with branches."""
+    template = model.keras_layers()
+    if model.keras_order == "file":
+        return template
+    graph, output = model.keras_graph()
+    by_module = {id(layer.module): layer for layer in template}
+    order = keras_layout.graph_order(graph.inputs, output)
+    modules = [graph.modules[node] for node in order]
+    return [by_module[id(m)] for m in modules if m is not None]
+
+
 def keras_weights(
     model: layers.Backbone, include_head: bool = True
 ) -> list[tuple[str, str, list[np.ndarray]]]:
@@ -218,13 +245,6 @@ def keras_weights(
     if model.variant != "keras":
         raise ValueError(
             f"only the Keras layout can be exported to Keras, got {model.variant!r}"
-        )
-    if model.keras_order != "file":
-        raise ValueError(
-            f"exporting {type(model).__name__} to Keras HDF5 is not supported: Keras "
-            "loads a weights file in its graph order, which for a network with "
-            "parallel branches is not the order jaxtransfer knows (the creation "
-            "order); export works for ResNet and DenseNet"
         )
     found = [
         (
@@ -235,7 +255,7 @@ def keras_weights(
                 for v in keras_layout.module_variables(layer.module)
             ],
         )
-        for layer in model.keras_layers()
+        for layer in _in_load_order(model)
     ]
     if include_head and model.head is not None:
         head = [

@@ -249,6 +249,35 @@ def in_creation_order(
     return ordered, [layer for layer in found if id(layer) not in used]
 
 
+def graph_order(inputs: list[list[int]], output: int) -> list[int]:
+    """The nodes of a layer graph in Keras's order (``Functional.layers``).
+
+    ``inputs[n]`` lists node n's inputs in order. Keras (``map_graph`` in Keras
+    3, ``_map_graph_network`` in TF-Keras 2) numbers the nodes by a depth-first
+    walk from the output, inputs in order, each on its first visit; gives each
+    node its longest distance to the output; and lists nodes by decreasing
+    distance, ties by number. Keras writes and loads weight files in that order.
+    """
+    number: dict[int, int] = {}
+    finished: list[int] = []  # post-order: every node after its inputs
+    stack = [(output, iter(inputs[output]))]
+    number[output] = 0
+    while stack:
+        node, pending = stack[-1]
+        child = next(pending, None)
+        if child is None:
+            stack.pop()
+            finished.append(node)
+        elif child not in number:
+            number[child] = len(number)
+            stack.append((child, iter(inputs[child])))
+    depth = {node: 0 for node in finished}
+    for node in reversed(finished):  # consumers before their inputs
+        for child in inputs[node]:
+            depth[child] = max(depth[child], depth[node] + 1)
+    return sorted(finished, key=lambda node: (-depth[node], number[node]))
+
+
 def module_variables(module: nnx.Module) -> list[nnx.Variable]:
     """The variables of a conv, BatchNorm or dense module, in Keras weight order."""
     if isinstance(module, nnx.BatchNorm):
