@@ -139,6 +139,8 @@ def test_targets_expect_the_papers_fold_csvs(tmp_path):
         ("train", "batch_size", 0, "config.train.batch_size = 0: expected an integer"),
         ("train", "num_epochs", 0, "config.train.num_epochs = 0: expected an integer"),
         ("data", "size", 16, "config.data.size = 16: expected an integer >= 32"),
+        # The Inceptions' smallest input is Keras's 75 px; the demo trains at 32.
+        ("model", "name", "inception_v3", r"config.data.size = 32: .* >= 75 \("),
     ],
 )
 @pytest.mark.bad_input
@@ -344,7 +346,8 @@ def test_a_checkpoint_of_another_model_is_named(finished, tmp_path):
     with pytest.raises(ValueError) as error:
         grid.run(config, tmp_path / "run")
     assert f"config.init.ImageNet = {config.init.ImageNet}" in str(error.value)
-    assert "resnet50" in str(error.value)
+    assert "holds a ResNet (blocks [1, 1, 1, 1], width 8)" in str(error.value)
+    assert "config.model.name='resnet50' builds a ResNet50" in str(error.value)
 
 
 @pytest.mark.bad_input

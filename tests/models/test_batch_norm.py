@@ -104,3 +104,30 @@ def test_same_numbers_as_flax_batchnorm_in_both_compute_dtypes(dtype, atol):
         ours(jnp.asarray(x), use_running_average=True),
         flax_layer(jnp.asarray(x), use_running_average=True),
     )
+
+
+def test_without_a_scale_same_numbers_as_flax_batchnorm():
+    """Keras's scale=False (the Inceptions'): no gamma, the same bias gradient."""
+    x, weights, _, beta = _inputs(2)
+    made = []
+    for cls in (batch_norm.BatchNorm, nnx.BatchNorm):
+        layer = cls(
+            CHANNELS, momentum=layers.BN_MOMENTUM, epsilon=layers.KERAS_BN_EPSILON,
+            use_scale=False, rngs=nnx.Rngs(0),
+        )  # fmt: skip
+        layer.bias[...] = jnp.asarray(beta)
+        made.append(layer)
+
+    def outputs(layer):
+        def loss(layer, x):
+            y = layer(x, use_running_average=False)
+            return jnp.sum(jnp.sin(y) * weights), y
+
+        grad = nnx.value_and_grad(loss, argnums=(0, 1), has_aux=True)
+        (_, y), (d_layer, dx) = grad(layer, jnp.asarray(x))
+        assert "scale" not in d_layer
+        return y, dx, d_layer.bias[...], layer.mean[...], layer.var[...]
+
+    for a, b in zip(*map(outputs, made)):
+        scale = max(1.0, float(jnp.abs(b).max()))
+        np.testing.assert_allclose(a, b, atol=1e-5 * scale)
