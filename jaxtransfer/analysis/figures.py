@@ -29,8 +29,12 @@ COLORS = {"ImageNet": "tab:blue", "RadImageNet": "tab:orange", "random": "tab:gr
 FORMATS = ("png", "pdf")
 
 
-def save(fig, stem: str | os.PathLike) -> list[Path]:
-    """Writes ``fig`` to ``stem``.png and ``stem``.pdf atomically and closes it."""
+def save(fig, stem: str | os.PathLike, network: str | None = None) -> list[Path]:
+    """Writes ``fig`` to ``stem``.png and ``stem``.pdf atomically and closes it;
+    ``network`` (the architecture, e.g. 'DenseNet121') is written in a corner."""
+    if network:
+        fig.text(0.995, 0.005, network, ha="right", va="bottom", fontsize=7,
+                 color="0.4")  # fmt: skip
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     written = []
@@ -49,7 +53,9 @@ def _setting_label(source: str, freeze: str) -> str:
     return f"{source}\n{'freeze' if freeze == 'freezeTrue' else 'no freeze'}"
 
 
-def auc_boxplot(rows: Sequence[dict], stem: str | os.PathLike) -> list[Path]:
+def auc_boxplot(
+    rows: Sequence[dict], stem: str | os.PathLike, network: str | None = None
+) -> list[Path]:
     """AUC (x100) over folds per source/freeze setting, one panel per target.
 
     Args:
@@ -83,7 +89,7 @@ def auc_boxplot(rows: Sequence[dict], stem: str | os.PathLike) -> list[Path]:
         ax.set_ylabel("test AUC (%)")
         ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    return save(fig, stem)
+    return save(fig, stem, network)
 
 
 def _layer_curve(ax, rows, model1, model2, label, color, marker="o"):
@@ -101,7 +107,9 @@ def _layer_curve(ax, rows, model1, model2, label, color, marker="o"):
     return True
 
 
-def cca_layers(rows: Sequence[dict], target: str, stem: str | os.PathLike):
+def cca_layers(
+    rows: Sequence[dict], target: str, stem: str | os.PathLike, network=None
+):
     """The paper's CCA figures for one target: (a) fine-tuned vs initialisation,
     (b) across sources. Mean over folds, error bars = SD over folds, y in [0, 1].
 
@@ -140,10 +148,10 @@ def cca_layers(rows: Sequence[dict], target: str, stem: str | os.PathLike):
         ax.legend(fontsize=8, loc="lower left")
     left.set_ylabel("mean CCA")
     fig.tight_layout()
-    return save(fig, stem)
+    return save(fig, stem, network)
 
 
-def similarity_boxplot(rows: Sequence[dict], stem: str | os.PathLike):
+def similarity_boxplot(rows: Sequence[dict], stem: str | os.PathLike, network=None):
     """Prediction similarity (observed vs independent) per target and freeze.
 
     Args:
@@ -174,13 +182,14 @@ def similarity_boxplot(rows: Sequence[dict], stem: str | os.PathLike):
     ax.set_title("ImageNet-ft vs RadImageNet-ft: observed (red) vs independent (grey)")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    return save(fig, stem)
+    return save(fig, stem, network)
 
 
 def gain_scatter(
     points: dict[str, Sequence[dict]],
     regressions: dict[str, dict[str, dict]],
     stem: str | os.PathLike,
+    network: str | None = None,
 ):
     """CCA(fine-tuned, init) against relative AUC gain: rows sources, columns layers.
 
@@ -244,7 +253,7 @@ def gain_scatter(
     if handles:
         fig.legend(handles, labels, loc="upper center", ncol=len(targets), fontsize=8)
     fig.tight_layout(rect=(0, 0, 1, 0.93))
-    return save(fig, stem)
+    return save(fig, stem, network)
 
 
 def filter_grid(kernel: np.ndarray, bgr: bool = True) -> np.ndarray:
@@ -273,7 +282,10 @@ def filter_grid(kernel: np.ndarray, bgr: bool = True) -> np.ndarray:
 
 
 def conv1_filters(
-    kernels: dict[str, np.ndarray], stem: str | os.PathLike, bgr: bool = True
+    kernels: dict[str, np.ndarray],
+    stem: str | os.PathLike,
+    bgr: bool = True,
+    network: str | None = None,
 ):
     """Side-by-side grids of the conv1 filters of each named network.
 
@@ -290,4 +302,4 @@ def conv1_filters(
         ax.set_title(f"{name} conv1 ({kernel.shape[-1]} filters)", fontsize=9)
         ax.axis("off")
     fig.tight_layout()
-    return save(fig, stem)
+    return save(fig, stem, network)

@@ -28,6 +28,7 @@ import json
 import os
 from pathlib import Path
 
+from jaxtransfer import models
 from jaxtransfer.analysis import figures, report, similarity, tables
 from jaxtransfer.runtime import files
 
@@ -229,11 +230,13 @@ def run(
         tables.csv_text(tables.GAIN_STATS_HEADER, tables.gain_stats_rows(gain_stats)),
     )
 
-    figures.gain_scatter(gain_points, gain_stats, out / "cca_vs_auc_gain")
-    figures.auc_boxplot(auc_rows, out / "auc")
+    name = shared["model.name"]
+    label = models.abstract(name).display_name if name in models.MODELS else None
+    figures.gain_scatter(gain_points, gain_stats, out / "cca_vs_auc_gain", label)
+    figures.auc_boxplot(auc_rows, out / "auc", label)
     figure_names = ["cca_vs_auc_gain.png", "auc.png"]
     if sim_rows:
-        figures.similarity_boxplot(sim_rows, out / "similarity")
+        figures.similarity_boxplot(sim_rows, out / "similarity", label)
         figure_names.append("similarity.png")
 
     ref = tables.read_reference(reference, targets) if reference else None

@@ -433,22 +433,24 @@ def run(
     )
 
     figure_names = []
-    figures.auc_boxplot(auc_rows, out / "auc")
+    network = models.abstract(config.model.name)
+    label = network.display_name
+    figures.auc_boxplot(auc_rows, out / "auc", label)
     figure_names.append("auc.png")
     if cca_rows:
         figures.cca_layers(
-            [{**r, **_floats(r)} for r in cca_rows], target, out / "cca_layers"
+            [{**r, **_floats(r)} for r in cca_rows], target, out / "cca_layers", label
         )
         figure_names.append("cca_layers.png")
-        figures.gain_scatter(gain_points, gain_stats, out / "cca_vs_auc_gain")
+        figures.gain_scatter(gain_points, gain_stats, out / "cca_vs_auc_gain", label)
         figure_names.append("cca_vs_auc_gain.png")
     if sim_rows:
-        figures.similarity_boxplot(sim_rows, out / "similarity")
+        figures.similarity_boxplot(sim_rows, out / "similarity", label)
         figure_names.append("similarity.png")
     networks, _ = networks_of_fold(workdir, config, config.grid.folds[0], seed)
     kernels = conv1_kernels(workdir, config, networks)
     if kernels:
-        figures.conv1_filters(kernels, out / "conv1_filters")
+        figures.conv1_filters(kernels, out / "conv1_filters", network=label)
         figure_names.append("conv1_filters.png")
 
     ref = tables.read_reference(reference, [target]) if reference else None
@@ -466,7 +468,9 @@ def run(
         "CCA sampling": f"p = {sampling.PAPER_DATAPOINTS} datapoints, d = "
         f"{sampling.PAPER_CHANNELS} channels, {sampling.PAPER_REPETITIONS} "
         f"repetitions, seed {seed} (CCA_{target}_sampling.json)",
-        "model": config.model.name,
+        "model": f"{label} (config.model.name={config.model.name!r}); the CCA "
+        f"columns {', '.join(sampling.LAYER_NAMES)} are its taps "
+        f"{', '.join(network.study_taps)}",
         "notes": notes,
     }
     text = report.render(

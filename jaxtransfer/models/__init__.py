@@ -48,7 +48,12 @@ def architecture_name(model: layers.Backbone) -> str:
 
 
 @functools.cache
+def abstract(name: str) -> layers.Backbone:
+    """The network ``name``, shapes only (no weights): its taps, sizes, names."""
+    make = get(name)
+    return nnx.eval_shape(lambda: make(rngs=nnx.Rngs(0)))
+
+
 def min_size(name: str) -> int:
     """The smallest image side the network ``name`` takes (Keras's minimum)."""
-    make = get(name)
-    return nnx.eval_shape(lambda: make(rngs=nnx.Rngs(0))).min_size
+    return abstract(name).min_size
