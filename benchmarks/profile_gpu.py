@@ -131,6 +131,7 @@ def _torch_run(args):
 
     one_step, wait = train_throughput.torch_step(
         torch,
+        args.model,
         args.size,
         args.batch,
         "bfloat16",

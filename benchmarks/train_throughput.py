@@ -1,14 +1,16 @@
 """Train-step throughput: jaxtransfer vs PyTorch eager and Keras 3, same model and step.
 
-Every implementation trains the study's model (Keras ResNet50 v1 layout, global
-average pooling, Dropout(0.5), Dense(2)) with softmax cross-entropy and Adam at the
-paper's fine-tuning rate, on random 0..255 images of the given size, batch and
-dtype, in the same process. Each timed call runs `--steps-per-sync` optimizer steps
-and then waits for the device; the median over `--iters` calls, divided by the
-steps, is reported after warm-up. The default is what the training loop does
-(`training.mesh.block_each_step`): on an accelerator 5 steps queued back to back
-(blocking on each adds the host's dispatch of every step to the device time), on
-a CPU each step waited for (a step queued behind the running one is slower there).
+Every implementation trains the same network (`--model`: the study's Keras
+ResNet50 v1 layout by default, or DenseNet121, InceptionV3, InceptionResNetV2),
+with global average pooling, Dropout(0.5) and Dense(2), softmax cross-entropy and
+Adam at the paper's fine-tuning rate, on random 0..255 images of the given size,
+batch and dtype, in the same process. Each timed call runs `--steps-per-sync`
+optimizer steps and then waits for the device; the median over `--iters` calls,
+divided by the steps, is reported after warm-up. The default is what the training
+loop does (`training.mesh.block_each_step`): on an accelerator 5 steps queued back
+to back (blocking on each adds the host's dispatch of every step to the device
+time), on a CPU each step waited for (a step queued behind the running one is
+slower there).
 
 - `jaxtransfer`: the engine's jitted train program (`training.engine.programs`:
   gather by index from the on-device uint8 split, caffe preprocessing, loss,
@@ -16,12 +18,14 @@ a CPU each step waited for (a step queued behind the running one is slower there
   without it, so the row without augmentation does exactly what the other rows do.
   `members > 1` is one step of M member slots on one device (vmapped, or
   `lax.map`); its images/s counts the images of all members.
-- `torch_eager`: torchvision's ResNet50 with the stride moved to the first 1x1
-  convolution of each downsampling block (Keras's v1 layout, the same FLOPs), the
-  same head, `torch.optim.Adam`; bfloat16 through `torch.autocast`. NCHW, and
+- `torch_eager`: torchvision's twin of the network (`TORCH_TWINS`): ResNet50 with
+  the stride moved to the first 1x1 convolution of each downsampling block
+  (Keras's v1 layout, the same FLOPs), `densenet121`, `inception_v3` (no
+  auxiliary head); torchvision has no InceptionResNetV2. The same head,
+  `torch.optim.Adam`; bfloat16 through `torch.autocast`. NCHW, and
   `channels_last` as a second row. Skipped, saying why, when torch is missing.
-- `keras`: `keras.applications.ResNet50` (its JAX backend when KERAS_BACKEND is
-  unset) with the same head, compiled `train_on_batch`. float32 only.
+- `keras`: the `keras.applications` network (its JAX backend when KERAS_BACKEND
+  is unset) with the same head, compiled `train_on_batch`. float32 only.
 
 Memory: jaxtransfer rows carry XLA's compiled memory analysis of the step
 (`compiled_bytes`: arguments + outputs + temporaries - donated aliases) divided by
@@ -36,15 +40,15 @@ convolutions as XLA convolutions instead of the matrix products jaxtransfer uses
 (an ablation).
 `--flax-batchnorm` adds a row with Flax's own BatchNorm gradient beside the plain
 jaxtransfer row (an ablation of `jaxtransfer.models.batch_norm`). `--model tiny`
-runs jaxtransfer's tiny test ResNet instead of ResNet50 (PyTorch and Keras rows then
-say they were skipped): a quick check that the script runs, for the test suite and
-before GPU time is spent on it.
+runs jaxtransfer's tiny test ResNet (PyTorch and Keras rows then say they were
+skipped): a quick check that the script runs, for the test suite and before GPU
+time is spent on it.
 
 Usage:
   python benchmarks/train_throughput.py [--sizes 112,224] [--batch 32]
       [--dtypes float32,bfloat16] [--members 5] [--iters 5] [--impls ...] [--remat]
       [--ensemble-map] [--ensemble-only] [--pointwise-as-conv] [--flax-batchnorm]
-      [--model resnet50|tiny]
+      [--model resnet50|densenet121|inception_v3|inception_resnet_v2|tiny]
       [--output benchmarks/train_throughput.json]
 Prints one JSON object per line per measurement (keys impl, size, batch, dtype,
 members, images_per_s, device, ...) and writes them all to --output.
@@ -71,7 +75,7 @@ import timing  # noqa: E402  (benchmarks/timing.py, beside this script)
 
 from jaxtransfer import models  # noqa: E402
 from jaxtransfer.data import augment  # noqa: E402
-from jaxtransfer.models import batch_norm, resnet  # noqa: E402
+from jaxtransfer.models import batch_norm, layers  # noqa: E402
 from jaxtransfer.runtime import xla_flags  # noqa: E402
 from jaxtransfer.training import engine, steps  # noqa: E402
 from jaxtransfer.training import mesh as mesh_lib  # noqa: E402
@@ -79,7 +83,13 @@ from jaxtransfer.training import mesh as mesh_lib  # noqa: E402
 NUM_CLASSES = 2
 LEARNING_RATE = 1e-5  # the paper's fine-tuning stage
 IMPLS = ("jaxtransfer", "torch_eager", "keras")
-NO_TWIN = "only --model resnet50 has a PyTorch and a Keras twin"
+# --model -> keras.applications name (the Keras twin).
+KERAS_TWINS = {
+    "resnet50": "ResNet50",
+    "densenet121": "DenseNet121",
+    "inception_v3": "InceptionV3",
+    "inception_resnet_v2": "InceptionResNetV2",
+}
 
 
 def _random_split(rng, num_images, size):
@@ -110,12 +120,12 @@ def _device_peak_bytes() -> int | None:
 def _as_lax_convs(model):
     """Turns the model's 1x1 convolutions back into XLA convolutions.
 
-    jaxtransfer runs them as matrix products (``resnet._pointwise_conv``), which
+    jaxtransfer runs them as matrix products (``layers.pointwise_conv``), which
     XLA:CPU runs much faster; whether a GPU prefers cuDNN's convolutions is what
     ``--pointwise-as-conv`` measures.
     """
     for _, module in nnx.iter_modules(model):
-        if getattr(module, "conv_general_dilated", None) is resnet._pointwise_conv:
+        if getattr(module, "conv_general_dilated", None) is layers.pointwise_conv:
             module.conv_general_dilated = jax.lax.conv_general_dilated
     return model
 
@@ -253,10 +263,8 @@ def memory_only(size, batch, dtype, members, variant, rng):
     }
 
 
-def _torch_resnet50_v1(torch):
+def _torch_resnet50_v1(torch, torchvision):
     """torchvision ResNet50 in Keras's v1 layout with the study's head."""
-    import torchvision
-
     model = torchvision.models.resnet50(weights=None)
     for layer in (model.layer2, model.layer3, model.layer4):
         first = layer[0]  # Keras v1 strides the block's first 1x1 convolution
@@ -267,13 +275,41 @@ def _torch_resnet50_v1(torch):
     return model
 
 
-def torch_step(torch, size, batch, dtype, channels_last, rng):
+def _torch_densenet121(torch, torchvision):
+    model = torchvision.models.densenet121(weights=None)
+    model.classifier = torch.nn.Sequential(
+        torch.nn.Dropout(0.5), torch.nn.Linear(1024, NUM_CLASSES)
+    )
+    return model
+
+
+def _torch_inception_v3(torch, torchvision):
+    # Its own Dropout(0.5) sits before fc; no auxiliary classifier, as Keras's.
+    model = torchvision.models.inception_v3(
+        weights=None, aux_logits=False, init_weights=False
+    )
+    model.fc = torch.nn.Linear(2048, NUM_CLASSES)
+    return model
+
+
+# --model -> the torchvision twin with the study's head.
+TORCH_TWINS = {
+    "resnet50": _torch_resnet50_v1,
+    "densenet121": _torch_densenet121,
+    "inception_v3": _torch_inception_v3,
+}
+
+
+def torch_step(torch, model_name, size, batch, dtype, channels_last, rng):
     """The PyTorch twin's optimizer step as a closure, and a wait for its device."""
+    import torchvision
+
     device = "cuda" if torch.cuda.is_available() else "cpu"
     # cuDNN picks the fastest convolution algorithm per shape, as XLA's autotuner does.
     torch.backends.cudnn.benchmark = device == "cuda"
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    model = _torch_resnet50_v1(torch).to(device, memory_format=memory_format).train()
+    model = TORCH_TWINS[model_name](torch, torchvision)
+    model = model.to(device, memory_format=memory_format).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE, eps=1e-7)
     images, labels = _random_split(rng, batch, size)
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float().to(device)
@@ -295,12 +331,18 @@ def torch_step(torch, size, batch, dtype, channels_last, rng):
     return one_step, wait
 
 
-def bench_torch(size, batch, dtype, channels_last, iters, rng, steps_per_sync):
+def bench_torch(
+    model_name, size, batch, dtype, channels_last, iters, rng, steps_per_sync
+):
+    if model_name not in TORCH_TWINS:
+        return {"impl": "torch_eager", "skipped": f"torchvision has no {model_name}"}
     try:
         import torch
     except ImportError:
         return {"impl": "torch_eager", "skipped": "torch is not installed"}
-    one_step, wait = torch_step(torch, size, batch, dtype, channels_last, rng)
+    one_step, wait = torch_step(
+        torch, model_name, size, batch, dtype, channels_last, rng
+    )
     cuda = torch.cuda.is_available()  # where torch_step put the model
     if cuda:
         torch.cuda.reset_peak_memory_stats()
@@ -317,12 +359,12 @@ def bench_torch(size, batch, dtype, channels_last, iters, rng, steps_per_sync):
     }
 
 
-def bench_keras(size, batch, iters, rng, steps_per_sync):
+def bench_keras(model_name, size, batch, iters, rng, steps_per_sync):
     try:
         import keras
     except ImportError:
         return {"impl": "keras", "skipped": "keras is not installed"}
-    base = keras.applications.ResNet50(
+    base = getattr(keras.applications, KERAS_TWINS[model_name])(
         include_top=False, weights=None, input_shape=(size, size, 3), pooling="avg"
     )
     outputs = keras.layers.Dense(NUM_CLASSES, activation="softmax")(
@@ -364,9 +406,10 @@ def _runs(args, size, rng, variant):
                 yield dtype, 1, jax_run(1, False, flax_batchnorm=True)
             yield dtype, 1, jax_run(1, True)
         twins = [i for i in ("torch_eager", "keras") if i in args.impls]
-        if variant.model != "resnet50":
+        if variant.model not in KERAS_TWINS:
+            why = f"--model {variant.model} has no PyTorch or Keras twin"
             for impl in twins:
-                yield dtype, 1, lambda i=impl: {"impl": i, "skipped": NO_TWIN}
+                yield dtype, 1, lambda i=impl, w=why: {"impl": i, "skipped": w}
             twins = []
         if "torch_eager" in twins:
             for channels_last in (False, True):
@@ -374,16 +417,19 @@ def _runs(args, size, rng, variant):
                     dtype,
                     1,
                     lambda d=dtype, c=channels_last: bench_torch(
-                        size, args.batch, d, c, args.iters, rng, args.sync
+                        variant.model, size, args.batch, d, c, args.iters, rng,
+                        args.sync,
                     ),
-                )
+                )  # fmt: skip
         if "jaxtransfer" in args.impls and args.members > 1:
             yield dtype, args.members, jax_run(args.members, True)
         if "keras" in twins and dtype == "float32":
             yield (
                 dtype,
                 1,
-                lambda: bench_keras(size, args.batch, args.iters, rng, args.sync),
+                lambda: bench_keras(
+                    variant.model, size, args.batch, args.iters, rng, args.sync
+                ),
             )
 
 
