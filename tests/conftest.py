@@ -65,6 +65,7 @@ SLOWEST_FILES = (
     "benchmarks/test_faults_script.py",
     "training/test_devices.py",
     "training/test_engine.py",
+    "models/formats/test_keras_h5_backbones.py",
     "models/formats/test_keras_h5.py",
     "analysis/test_study.py",
     "test_main.py",
@@ -72,6 +73,7 @@ SLOWEST_FILES = (
     "benchmarks/test_grid_script.py",
     "grid/test_grid.py",
     "benchmarks/test_cca_script.py",
+    "models/test_backbones.py",
 )
 
 
