@@ -214,17 +214,10 @@ def in_creation_order(
     """
     named = {layer.name for layer in template if not layer.auto}
     by_name = {leaf(layer.name): layer for layer in found if leaf(layer.name) in named}
-    numbered = [(_auto_number(layer.name), layer) for layer in found]
-    queues = {
-        kind: [
-            layer
-            for number, layer in sorted(
-                ((n, layer) for n, layer in numbered if n and n[0] == kind),
-                key=lambda item: item[0][1],
-            )
-        ]
-        for kind in ("conv", "bn")
-    }
+    queues: dict[str, list[FileLayer]] = {"conv": [], "bn": []}
+    numbered = [(n, layer) for layer in found if (n := _auto_number(layer.name))]
+    for (kind, _), layer in sorted(numbered, key=lambda item: item[0]):
+        queues[kind].append(layer)
     first = ", ".join(leaf(layer.name) for layer in found[:4])
     ordered = []
     for position, expected in enumerate(template):
